@@ -1,0 +1,443 @@
+/* rgrad.c: the arena of nodes, every op's forward value and local derivatives,
+   backward, and the collection that reclaims dead nodes.
+
+   Nodes are appended in creation order, so each node's children sit at lower
+   indices: creation order is a topological order. Backward marks what the root
+   reaches and walks indices downward once. Collection slides the live nodes
+   down without reordering them, so this stays true.
+
+   Python holds handles (slots of the handle table), never node indices. One
+   mutex guards everything, because cffi releases the GIL around each call.
+   Nothing here prints or exits: every failure is a result code. */
+#include <math.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rgrad.h"
+
+typedef struct {
+    double data;   /* forward value */
+    double grad;   /* d root / d this node, accumulated by backward */
+    double arg;    /* constant operand (ADDC MULC RSUBC RDIVC) or exponent (POW) */
+    int32_t a, b;  /* children: node indices below this one, -1 where absent */
+    int32_t op;
+    uint32_t id;   /* creation serial: survives compaction, so it can be a hash */
+} rg_node;
+
+_Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
+
+enum { FWD, BWD };
+
+#define GC_MIN_NODES (1 << 16)   /* never compact an arena smaller than this */
+#define GC_MIN_SLOTS (1 << 12)   /* nor ask for dead handles below this many */
+
+static struct {
+    pthread_mutex_t lock;
+    rg_node *nodes;
+    uint8_t *mark;       /* one per node slot of capacity; all zero between calls */
+    int32_t n, cap;
+    int32_t gc_at;       /* compact when n reaches this */
+    int32_t live;        /* nodes kept by the last compaction */
+    int64_t collections;
+    uint32_t next_id;
+    int32_t *slot_node;  /* handle -> node index, -1 if the handle is free */
+    int32_t *free_slots; /* stack of free handles */
+    int32_t nslots, slot_cap, nfree;
+    int32_t slot_gc_at;  /* with no free handle left, ask for dead ones at this many */
+} A = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .gc_at = GC_MIN_NODES,
+    .slot_gc_at = GC_MIN_SLOTS,
+};
+
+/* ---- ops ---------------------------------------------------------------- */
+
+/* x ** k with the errors Python's float ** raises (a negative base with a
+   fractional exponent is ValueError here, where Python would go complex). */
+static int pow_checked(double x, double k, double *out)
+{
+    if (isfinite(x) && isfinite(k)) {
+        if (x == 0.0 && k < 0.0)
+            return RG_EZERODIV;
+        if (x < 0.0 && k != floor(k))
+            return RG_EDOMAIN;
+        *out = pow(x, k);
+        return isinf(*out) ? RG_EOVERFLOW : RG_OK;
+    }
+    *out = pow(x, k);  /* C99 Annex F special cases: the same as Python's */
+    return RG_OK;
+}
+
+/* One op, one case: its forward value (dir == FWD) and its local derivatives
+   (dir == BWD). x and y are the children, z the node itself, dz its grad.
+   Backward only adds into children. Composite ops keep micrograd's arithmetic
+   (a / b is a * b**-1) so that the numbers come out the same to the bit. */
+static int step(rg_node *nodes, rg_node *z, int dir)
+{
+    rg_node *x = z->a >= 0 ? &nodes[z->a] : NULL;
+    rg_node *y = z->b >= 0 ? &nodes[z->b] : NULL;
+    double c = z->arg, dz = z->grad;
+
+    switch (z->op) {
+    case RG_LEAF:   /* its data is set from Python; nothing flows further */
+        return RG_OK;
+    case RG_ADD:    /* z = x + y;  dx += dz, dy += dz */
+        if (dir == FWD) z->data = x->data + y->data;
+        else { x->grad += dz; y->grad += dz; }
+        return RG_OK;
+    case RG_SUB:    /* z = x - y;  dx += dz, dy += -dz */
+        if (dir == FWD) z->data = x->data - y->data;
+        else { x->grad += dz; y->grad += -dz; }
+        return RG_OK;
+    case RG_MUL:    /* z = x * y;  dx += y dz, dy += x dz */
+        if (dir == FWD) z->data = x->data * y->data;
+        else { x->grad += y->data * dz; y->grad += x->data * dz; }
+        return RG_OK;
+    case RG_DIV: {  /* z = x * y**-1;  dx += y**-1 dz, dy += (-y**-2)(x dz) */
+        if (dir == FWD) {
+            double r;
+            int rc = pow_checked(y->data, -1.0, &r);
+            if (rc != RG_OK) return rc;
+            z->data = x->data * r;
+        } else {
+            x->grad += pow(y->data, -1.0) * dz;
+            y->grad += -pow(y->data, -2.0) * (x->data * dz);
+        }
+        return RG_OK;
+    }
+    case RG_ADDC:   /* z = x + c;  dx += dz */
+        if (dir == FWD) z->data = x->data + c;
+        else x->grad += dz;
+        return RG_OK;
+    case RG_MULC:   /* z = x * c;  dx += c dz */
+        if (dir == FWD) z->data = x->data * c;
+        else x->grad += c * dz;
+        return RG_OK;
+    case RG_RSUBC:  /* z = c - x;  dx += -dz */
+        if (dir == FWD) z->data = c - x->data;
+        else x->grad += -dz;
+        return RG_OK;
+    case RG_RDIVC: {  /* z = x**-1 * c;  dx += (-x**-2)(c dz) */
+        if (dir == FWD) {
+            double r;
+            int rc = pow_checked(x->data, -1.0, &r);
+            if (rc != RG_OK) return rc;
+            z->data = r * c;
+        } else {
+            x->grad += -pow(x->data, -2.0) * (c * dz);
+        }
+        return RG_OK;
+    }
+    case RG_NEG:    /* z = -x;  dx += -dz */
+        if (dir == FWD) z->data = -x->data;
+        else x->grad += -dz;
+        return RG_OK;
+    case RG_POW:    /* z = x ** c;  dx += (c x**(c-1)) dz */
+        if (dir == FWD) return pow_checked(x->data, c, &z->data);
+        x->grad += (c * pow(x->data, c - 1.0)) * dz;
+        return RG_OK;
+    case RG_RELU:   /* z = x < 0 ? 0 : x;  dx += [z > 0] dz */
+        if (dir == FWD) z->data = x->data < 0.0 ? 0.0 : x->data;
+        else x->grad += (z->data > 0.0 ? 1.0 : 0.0) * dz;
+        return RG_OK;
+    }
+    return RG_EHANDLE;  /* unreachable: op codes are set only in this file */
+}
+
+static int arity(int op)
+{
+    switch (op) {
+    case RG_LEAF: return 0;
+    case RG_ADD: case RG_SUB: case RG_MUL: case RG_DIV: return 2;
+    default: return 1;
+    }
+}
+
+/* ---- handles and the arena (all called with the lock held) --------------- */
+
+static int32_t node_of(int32_t h)
+{
+    if (h < 0 || h >= A.nslots) return -1;
+    return A.slot_node[h];
+}
+
+/* Room for one more node. */
+static int reserve_node(void)
+{
+    if (A.n < A.cap) return RG_OK;
+    if (A.cap > INT32_MAX / 2) return RG_ENOMEM;
+    int32_t cap = A.cap ? 2 * A.cap : 1024;
+    rg_node *nodes = realloc(A.nodes, (size_t)cap * sizeof *nodes);
+    if (!nodes) return RG_ENOMEM;
+    A.nodes = nodes;
+    uint8_t *mark = realloc(A.mark, (size_t)cap);
+    if (!mark) return RG_ENOMEM;   /* the node array grew: harmless, cap stays */
+    memset(mark + A.cap, 0, (size_t)(cap - A.cap));
+    A.mark = mark;
+    A.cap = cap;
+    return RG_OK;
+}
+
+/* Room for one more handle. */
+static int reserve_handle(void)
+{
+    if (A.nfree > 0 || A.nslots < A.slot_cap) return RG_OK;
+    if (A.slot_cap > INT32_MAX / 2) return RG_ENOMEM;
+    int32_t cap = A.slot_cap ? 2 * A.slot_cap : 1024;
+    int32_t *sn = realloc(A.slot_node, (size_t)cap * sizeof *sn);
+    if (!sn) return RG_ENOMEM;
+    A.slot_node = sn;
+    int32_t *fs = realloc(A.free_slots, (size_t)cap * sizeof *fs);
+    if (!fs) return RG_ENOMEM;
+    A.free_slots = fs;
+    A.slot_cap = cap;
+    return RG_OK;
+}
+
+/* A new handle naming node i; reserve_handle() has made room. */
+static int32_t new_handle(int32_t i)
+{
+    int32_t h = A.nfree ? A.free_slots[--A.nfree] : A.nslots++;
+    A.slot_node[h] = i;
+    return h;
+}
+
+/* Whether Python must hand over its dead handles before a new handle is made. */
+static int handles_due(void)
+{
+    return A.nfree == 0 && A.nslots >= A.slot_gc_at;
+}
+
+static int32_t make(int op, int32_t ha, int32_t hb, double arg)
+{
+    int32_t rc;
+    pthread_mutex_lock(&A.lock);
+    if (A.n >= A.gc_at || handles_due()) { rc = RG_COLLECT; goto out; }
+    int32_t a = -1, b = -1;
+    int k = arity(op);
+    if (k >= 1 && (a = node_of(ha)) < 0) { rc = RG_EHANDLE; goto out; }
+    if (k == 2 && (b = node_of(hb)) < 0) { rc = RG_EHANDLE; goto out; }
+    if ((rc = reserve_node()) != RG_OK || (rc = reserve_handle()) != RG_OK) goto out;
+    rg_node *z = &A.nodes[A.n];
+    *z = (rg_node){ .data = arg, .grad = 0.0, .arg = arg, .a = a, .b = b,
+                    .op = op, .id = A.next_id };
+    if ((rc = step(A.nodes, z, FWD)) != RG_OK) goto out;  /* not committed */
+    A.next_id++;
+    rc = new_handle(A.n++);
+out:
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+int32_t rg_leaf(double x) { return make(RG_LEAF, -1, -1, x); }
+int32_t rg_add(int32_t a, int32_t b) { return make(RG_ADD, a, b, 0.0); }
+int32_t rg_sub(int32_t a, int32_t b) { return make(RG_SUB, a, b, 0.0); }
+int32_t rg_mul(int32_t a, int32_t b) { return make(RG_MUL, a, b, 0.0); }
+int32_t rg_div(int32_t a, int32_t b) { return make(RG_DIV, a, b, 0.0); }
+int32_t rg_addc(int32_t a, double c) { return make(RG_ADDC, a, -1, c); }
+int32_t rg_subc(int32_t a, double c) { return make(RG_ADDC, a, -1, -c); }  /* a + (-c) is a - c */
+int32_t rg_mulc(int32_t a, double c) { return make(RG_MULC, a, -1, c); }
+int32_t rg_rsubc(int32_t a, double c) { return make(RG_RSUBC, a, -1, c); }
+int32_t rg_rdivc(int32_t a, double c) { return make(RG_RDIVC, a, -1, c); }
+int32_t rg_neg(int32_t a) { return make(RG_NEG, a, -1, 0.0); }
+int32_t rg_pow(int32_t a, double k) { return make(RG_POW, a, -1, k); }
+int32_t rg_relu(int32_t a) { return make(RG_RELU, a, -1, 0.0); }
+
+int32_t rg_divc(int32_t a, double c)
+{
+    /* a / c is a * c**-1, as micrograd computes it */
+    double r;
+    int rc = pow_checked(c, -1.0, &r);
+    return rc != RG_OK ? rc : make(RG_MULC, a, -1, r);
+}
+
+/* ---- backward ------------------------------------------------------------ */
+
+int rg_backward(int32_t root)
+{
+    pthread_mutex_lock(&A.lock);
+    int32_t r = node_of(root);
+    if (r >= 0) {
+        rg_node *nodes = A.nodes;
+        uint8_t *mark = A.mark;
+        nodes[r].grad = 1.0;
+        mark[r] = 1;
+        for (int32_t i = r; i >= 0; i--) {
+            if (!mark[i]) continue;
+            mark[i] = 0;
+            rg_node *z = &nodes[i];
+            if (z->a >= 0) mark[z->a] = 1;
+            if (z->b >= 0) mark[z->b] = 1;
+            step(nodes, z, BWD);
+        }
+    }
+    pthread_mutex_unlock(&A.lock);
+    return r >= 0 ? RG_OK : RG_EHANDLE;
+}
+
+/* ---- reading and writing nodes ------------------------------------------- */
+
+int rg_valid(int32_t h)
+{
+    pthread_mutex_lock(&A.lock);
+    int ok = node_of(h) >= 0;
+    pthread_mutex_unlock(&A.lock);
+    return ok;
+}
+
+/* Reads one field of h's node, or NaN for a dead handle. */
+static double get(int32_t h, size_t field)
+{
+    double v = NAN;
+    pthread_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    if (i >= 0) memcpy(&v, (char *)&A.nodes[i] + field, sizeof v);
+    pthread_mutex_unlock(&A.lock);
+    return v;
+}
+
+static int set(int32_t h, size_t field, double v)
+{
+    pthread_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    if (i >= 0) memcpy((char *)&A.nodes[i] + field, &v, sizeof v);
+    pthread_mutex_unlock(&A.lock);
+    return i >= 0 ? RG_OK : RG_EHANDLE;
+}
+
+double rg_data(int32_t h) { return get(h, offsetof(rg_node, data)); }
+double rg_grad(int32_t h) { return get(h, offsetof(rg_node, grad)); }
+double rg_arg(int32_t h) { return get(h, offsetof(rg_node, arg)); }
+int rg_set_data(int32_t h, double x) { return set(h, offsetof(rg_node, data), x); }
+int rg_set_grad(int32_t h, double x) { return set(h, offsetof(rg_node, grad), x); }
+
+int rg_op(int32_t h)
+{
+    pthread_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    int op = i >= 0 ? A.nodes[i].op : RG_EHANDLE;
+    pthread_mutex_unlock(&A.lock);
+    return op;
+}
+
+int rg_nchildren(int32_t h)
+{
+    int op = rg_op(h);
+    return op < 0 ? op : arity(op);
+}
+
+int32_t rg_child(int32_t h, int k)
+{
+    int32_t rc;
+    pthread_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    if (i < 0 || k < 0 || k >= arity(A.nodes[i].op)) { rc = RG_EHANDLE; goto out; }
+    if (handles_due()) { rc = RG_COLLECT; goto out; }
+    if ((rc = reserve_handle()) != RG_OK) goto out;
+    rc = new_handle(k == 0 ? A.nodes[i].a : A.nodes[i].b);
+out:
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+int64_t rg_id(int32_t h)
+{
+    pthread_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    int64_t id = i >= 0 ? (int64_t)A.nodes[i].id : RG_EHANDLE;
+    pthread_mutex_unlock(&A.lock);
+    return id;
+}
+
+int rg_same(int32_t h1, int32_t h2)
+{
+    pthread_mutex_lock(&A.lock);
+    int32_t i = node_of(h1);
+    int same = i >= 0 && i == node_of(h2);
+    pthread_mutex_unlock(&A.lock);
+    return same;
+}
+
+/* ---- collection ---------------------------------------------------------- */
+
+/* Slides the nodes reachable from a live handle down to the bottom of the
+   arena, in order, and rewrites child indices and handles to match. */
+static void compact(void)
+{
+    int32_t n = A.n, kept = 0;
+    int32_t *to = malloc((size_t)(n ? n : 1) * sizeof *to);
+    if (to) {
+        uint8_t *mark = A.mark;
+        for (int32_t h = 0; h < A.nslots; h++)
+            if (A.slot_node[h] >= 0) mark[A.slot_node[h]] = 1;
+        for (int32_t i = n - 1; i >= 0; i--) {   /* parents before children */
+            if (!mark[i]) continue;
+            if (A.nodes[i].a >= 0) mark[A.nodes[i].a] = 1;
+            if (A.nodes[i].b >= 0) mark[A.nodes[i].b] = 1;
+        }
+        for (int32_t i = 0; i < n; i++) {        /* children moved first */
+            if (!mark[i]) continue;
+            mark[i] = 0;
+            rg_node z = A.nodes[i];
+            if (z.a >= 0) z.a = to[z.a];
+            if (z.b >= 0) z.b = to[z.b];
+            to[i] = kept;
+            A.nodes[kept++] = z;
+        }
+        for (int32_t h = 0; h < A.nslots; h++)
+            if (A.slot_node[h] >= 0) A.slot_node[h] = to[A.slot_node[h]];
+        free(to);
+        A.n = kept;
+        A.collections++;
+    } else {
+        kept = n;  /* no memory to compact with: let the arena grow instead */
+    }
+    A.live = kept;
+    A.gc_at = kept > INT32_MAX / 2 ? INT32_MAX : 2 * kept;
+    if (A.gc_at < GC_MIN_NODES) A.gc_at = GC_MIN_NODES;
+
+    /* Give memory back after a large graph has gone. A mark array left larger
+       than cap (its shrink failed) is harmless. */
+    if (A.cap > 4 * (int64_t)A.gc_at) {
+        int32_t cap = A.gc_at;
+        rg_node *nodes = realloc(A.nodes, (size_t)cap * sizeof *nodes);
+        if (nodes) {
+            A.nodes = nodes;
+            A.cap = cap;
+            uint8_t *mark = realloc(A.mark, (size_t)cap);
+            if (mark) A.mark = mark;
+        }
+    }
+}
+
+int rg_collect(const int32_t *dead, int32_t n, int force)
+{
+    pthread_mutex_lock(&A.lock);
+    for (int32_t k = 0; k < n; k++) {
+        int32_t h = dead[k];
+        if (node_of(h) < 0) continue;   /* ignore what is not a live handle */
+        A.slot_node[h] = -1;
+        A.free_slots[A.nfree++] = h;
+    }
+    if (force || A.n >= A.gc_at) compact();
+    /* ask again once as many handles again as are in use have been made */
+    int32_t in_use = A.nslots - A.nfree;
+    A.slot_gc_at = in_use > INT32_MAX / 2 ? INT32_MAX : 2 * in_use;
+    if (A.slot_gc_at < GC_MIN_SLOTS) A.slot_gc_at = GC_MIN_SLOTS;
+    pthread_mutex_unlock(&A.lock);
+    return RG_OK;
+}
+
+void rg_get_stats(rg_stats *out)
+{
+    pthread_mutex_lock(&A.lock);
+    out->nodes = A.n;
+    out->capacity = A.cap;
+    out->live = A.live;
+    out->handles = A.nslots - A.nfree;
+    out->collections = A.collections;
+    out->node_bytes = sizeof(rg_node);
+    pthread_mutex_unlock(&A.lock);
+}

@@ -1,0 +1,75 @@
+/* rgrad's C API, as cffi sees it. build_ffi.py reads this file verbatim into
+   ffibuilder.cdef(), so it holds declarations only: no preprocessor lines.
+
+   Python never sees a node index: a Value holds a handle (a slot in the handle
+   table), and the slot names a node. Nodes move when the arena is compacted;
+   slots do not.
+
+   Functions that make a handle return it (>= 0) or a negative result code. */
+
+/* Result codes, each the Python exception it becomes (rgrad/engine.py). */
+enum {
+    RG_OK = 0,
+    RG_EZERODIV = -1,   /* ZeroDivisionError: division by zero, 0.0 ** negative */
+    RG_EDOMAIN = -2,    /* ValueError: math domain error, (-8.0) ** 0.5 */
+    RG_EOVERFLOW = -3,  /* OverflowError: a finite pow whose result is out of range */
+    RG_ENOMEM = -4,     /* MemoryError: the arena or the handle table could not grow */
+    RG_EHANDLE = -5,    /* ValueError: not a live handle (a tampered Value._s) */
+    RG_COLLECT = -6     /* not an error: hand over dead handles (rg_collect), then retry */
+};
+
+/* Op codes, as stored in a node. */
+enum {
+    RG_LEAF, RG_ADD, RG_SUB, RG_MUL, RG_DIV,
+    RG_ADDC, RG_MULC, RG_RSUBC, RG_RDIVC,
+    RG_NEG, RG_POW, RG_RELU
+};
+
+typedef struct {
+    int64_t nodes;        /* nodes in the arena, live or not yet collected */
+    int64_t capacity;     /* nodes the arena has room for */
+    int64_t live;         /* nodes found reachable at the last collection */
+    int64_t handles;      /* handles in use */
+    int64_t collections;  /* compactions run so far */
+    int64_t node_bytes;   /* sizeof one node */
+} rg_stats;
+
+/* Making nodes: each returns the new node's handle, or a result code. */
+int32_t rg_leaf(double x);
+int32_t rg_add(int32_t a, int32_t b);    /* a + b */
+int32_t rg_sub(int32_t a, int32_t b);    /* a - b */
+int32_t rg_mul(int32_t a, int32_t b);    /* a * b */
+int32_t rg_div(int32_t a, int32_t b);    /* a * b**-1 */
+int32_t rg_addc(int32_t a, double c);    /* a + c */
+int32_t rg_subc(int32_t a, double c);    /* a - c */
+int32_t rg_mulc(int32_t a, double c);    /* a * c */
+int32_t rg_divc(int32_t a, double c);    /* a * c**-1 */
+int32_t rg_rsubc(int32_t a, double c);   /* c - a */
+int32_t rg_rdivc(int32_t a, double c);   /* c * a**-1 */
+int32_t rg_neg(int32_t a);               /* -a */
+int32_t rg_pow(int32_t a, double k);     /* a ** k */
+int32_t rg_relu(int32_t a);              /* max(a, 0) */
+
+/* Gradients: sets root's grad to 1 and adds into every node root depends on. */
+int rg_backward(int32_t root);
+
+/* Reading and writing a node. rg_data and rg_grad return NaN for a dead handle
+   (check with rg_valid). */
+int rg_valid(int32_t h);
+double rg_data(int32_t h);
+double rg_grad(int32_t h);
+int rg_set_data(int32_t h, double x);
+int rg_set_grad(int32_t h, double x);
+
+/* The graph, for tools: op code, constant operand, children. */
+int rg_op(int32_t h);
+double rg_arg(int32_t h);
+int rg_nchildren(int32_t h);
+int32_t rg_child(int32_t h, int i);      /* a new handle to child i */
+int64_t rg_id(int32_t h);                /* stable per node: a hash */
+int rg_same(int32_t h1, int32_t h2);     /* 1 if both name one node */
+
+/* Memory: frees the n dead handles, then compacts the arena if it is due
+   (or if force is set). */
+int rg_collect(const int32_t *dead, int32_t n, int force);
+void rg_get_stats(rg_stats *out);
