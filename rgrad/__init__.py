@@ -3,15 +3,31 @@
     from rgrad import Value          # in place of: from micrograd.engine import Value
     from rgrad.nn import MLP         # in place of: from micrograd.nn import MLP
 """
-try:
-    from .engine import Value, collect, stats
-except ImportError as e:  # pragma: no cover - only in an unbuilt source tree
-    if "_rgrad" not in str(e):
-        raise
+import os
+import sys
+
+
+def _use_installed_copy():
+    """`python -m rgrad` in a source checkout imports this folder, which has no
+    built C extension. Serve the package from the copy pip installed instead."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for entry in sys.path:
+        candidate = os.path.join(os.path.abspath(entry or os.curdir), "rgrad")
+        if candidate != here and os.path.isdir(candidate) and any(
+                name.startswith("_rgrad") and name.endswith((".so", ".pyd"))
+                for name in os.listdir(candidate)):
+            __path__[:] = [candidate]
+            return
     raise ImportError(
-        "rgrad's C extension (rgrad._rgrad) is not built here. Install rgrad "
-        "with `pip install .` and import it from outside the source folder "
-        "(run the tests with `pytest`, not `python -m pytest`).") from e
+        "rgrad's C extension is not built: install rgrad with `pip install .`")
+
+
+try:
+    from . import _rgrad  # noqa: F401
+except ImportError:
+    _use_installed_copy()
+
+from .engine import Value, collect, stats  # noqa: E402
 
 __all__ = ["Value", "collect", "stats"]
 __version__ = "0.1.0"

@@ -1,0 +1,144 @@
+"""rgrad.nn against micrograd.nn, the demo loop, make_moons and the CLI."""
+import random
+import subprocess
+import sys
+
+import pytest
+
+import rgrad.nn as rnn
+from rgrad import Value
+from rgrad.data import make_moons
+from rgrad.demo import train
+
+mnn = pytest.importorskip("micrograd.nn")
+from micrograd.engine import Value as MGValue  # noqa: E402
+
+
+def _pair(seed, nin, nouts):
+    random.seed(seed)
+    m = mnn.MLP(nin, nouts)
+    random.seed(seed)
+    r = rnn.MLP(nin, nouts)
+    return m, r
+
+
+def test_mlp_draws_the_same_weights_as_micrograd():
+    m, r = _pair(7, 3, [4, 4, 1])
+    assert [p.data for p in r.parameters()] == [p.data for p in m.parameters()]
+
+
+def test_modules_have_micrograds_repr_and_parameter_counts():
+    m, r = _pair(1, 2, [16, 16, 1])
+    assert repr(r) == repr(m)
+    assert len(r.parameters()) == len(m.parameters()) == 337
+    assert repr(r.layers[0].neurons[0]) == "ReLUNeuron(2)"
+    assert isinstance(r, rnn.Module)
+
+
+def test_layer_of_one_neuron_returns_a_value_and_neuron_takes_numbers():
+    random.seed(0)
+    layer = rnn.Layer(2, 1, nonlin=False)
+    out = layer([1.0, Value(2.0)])
+    assert isinstance(out, Value)
+    n = layer.neurons[0]
+    assert out.data == n.b.data + n.w[0].data * 1.0 + n.w[1].data * 2.0
+
+
+def test_mlp_forward_and_backward_match_micrograd():
+    m, r = _pair(3, 3, [5, 4, 1])
+    x = [0.5, -1.25, 2.0]
+    ym, yr = m([MGValue(v) for v in x]), r([Value(v) for v in x])
+    ym.backward()
+    yr.backward()
+    assert yr.data == ym.data
+    assert [p.grad for p in r.parameters()] == pytest.approx(
+        [p.grad for p in m.parameters()], rel=1e-12, abs=1e-15)
+
+
+def test_zero_grad_zeroes_parameters_only():
+    random.seed(0)
+    model = rnn.MLP(2, [3, 1])
+    x = Value(1.0)
+    y = model([x, x])
+    y.backward()
+    model.zero_grad()
+    assert all(p.grad == 0.0 for p in model.parameters())
+    assert x.grad != 0.0 and y.grad == 1.0
+
+
+def _demo_losses(V, MLP, steps, samples, horizon=100):
+    """micrograd's demo loop, written as its notebook writes it."""
+    random.seed(1337)
+    X, labels = make_moons(samples, noise=0.1, seed=1337)
+    y = [2 * label - 1 for label in labels]
+    model = MLP(2, [16, 16, 1])
+    history = []
+    for k in range(steps):
+        inputs = [list(map(V, row)) for row in X]
+        scores = list(map(model, inputs))
+        losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores)]
+        data_loss = sum(losses) * (1.0 / len(losses))
+        reg_loss = 1e-4 * sum((p * p for p in model.parameters()))
+        total = data_loss + reg_loss
+        acc = sum((yi > 0) == (si.data > 0) for yi, si in zip(y, scores)) / len(y)
+        model.zero_grad()
+        total.backward()
+        lr = 1.0 - 0.9 * k / horizon
+        for p in model.parameters():
+            p.data -= lr * p.grad
+        history.append((total.data, acc))
+    return history
+
+
+def test_demo_loop_matches_micrograd_at_every_step():
+    mg = _demo_losses(MGValue, mnn.MLP, steps=4, samples=40)
+    rg = _demo_losses(Value, rnn.MLP, steps=4, samples=40)
+    for (ml, ma), (rl, ra) in zip(mg, rg):
+        assert rl == pytest.approx(ml, rel=1e-9)
+        assert ra == ma
+
+
+def test_rgrads_own_demo_trains_as_micrograds_loop_does():
+    _, history = train(steps=4, samples=40, log=None)
+    # train() decays the learning rate over its own number of steps
+    assert history == _demo_losses(Value, rnn.MLP, steps=4, samples=40, horizon=4)
+
+
+def test_demo_reaches_95_percent_accuracy():
+    _, history = train(log=None)
+    assert history[-1][1] >= 0.95
+
+
+def test_make_moons_is_seeded_balanced_and_two_dimensional():
+    X, y = make_moons(101, noise=0.1, seed=5)
+    assert (X, y) == make_moons(101, noise=0.1, seed=5)
+    assert X != make_moons(101, noise=0.1, seed=6)[0]
+    assert len(X) == 101 and all(len(p) == 2 for p in X)
+    assert sorted(set(y)) == [0, 1] and y.count(0) == 50
+    X0, y0 = make_moons(10, noise=0.0, seed=0)
+    for (a, b), label in zip(X0, y0):   # noiseless points lie on their moon
+        cx, cy = (0.0, 0.0) if label == 0 else (1.0, 0.5)
+        assert (a - cx) ** 2 + (b - cy) ** 2 == pytest.approx(1.0)
+
+
+def test_make_moons_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        make_moons(1)
+    with pytest.raises(ValueError):
+        make_moons(10, noise=-1)
+
+
+def test_cli_demo_runs_and_reports():
+    out = subprocess.run([sys.executable, "-m", "rgrad", "demo", "--steps", "3"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "step   2" in out.stdout and "ms per step" in out.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["demo", "--steps", "0"], ["demo", "--steps", "x"],
+                                  ["nonsense"]])
+def test_cli_rejects_bad_options_with_usage(args):
+    out = subprocess.run([sys.executable, "-m", "rgrad", *args],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "usage:" in out.stderr
