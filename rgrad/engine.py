@@ -88,15 +88,19 @@ def _binary(with_value, with_const):
     """An operator method: one C call with the other operand's handle, or with
     it as a constant. with_value None: a Value operand is not supported."""
     def op(self, other):
-        if isinstance(other, Value):
-            if with_value is None:
-                return NotImplemented
-            a, b, fn = self._s, other._s, with_value
+        a, t = self._s, type(other)
+        if t is Value:                      # the common cases first, cheaply
+            b, fn = other._s, with_value
+        elif t is float or t is int:        # cffi converts, with float()'s errors
+            b, fn = other, with_const
+        elif isinstance(other, Value):
+            b, fn = other._s, with_value
         else:
-            b = _real(other)
+            b, fn = _real(other), with_const
             if b is None:
                 return NotImplemented
-            a, fn = self._s, with_const
+        if fn is None:
+            return NotImplemented
         s = fn(a, b)
         if s < 0:
             s = _made(s, fn, a, b)
