@@ -70,6 +70,13 @@ static int pow_checked(double x, double k, double *out)
     return RG_OK;
 }
 
+/* 1 / (1 + e^-x), taking exp of -|x| only: no overflow, exact 0 and 1 far out */
+static double sigmoid(double x)
+{
+    double e = exp(-fabs(x));
+    return x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+
 /* One op, one case: its forward value (dir == FWD) and its local derivatives
    (dir == BWD). x and y are the children, z the node itself, dz its grad.
    Backward only adds into children. Composite ops keep micrograd's arithmetic
@@ -142,6 +149,46 @@ static int step(rg_node *nodes, rg_node *z, int dir)
         if (dir == FWD) z->data = x->data < 0.0 ? 0.0 : x->data;
         else x->grad += (z->data > 0.0 ? 1.0 : 0.0) * dz;
         return RG_OK;
+    case RG_TANH:   /* z = tanh x;  dx += (1 - z^2) dz */
+        if (dir == FWD) z->data = tanh(x->data);
+        else x->grad += (1.0 - z->data * z->data) * dz;
+        return RG_OK;
+    case RG_EXP:    /* z = e^x;  dx += z dz */
+        if (dir == FWD) {
+            z->data = exp(x->data);
+            if (isinf(z->data) && isfinite(x->data)) return RG_EOVERFLOW;
+        } else {
+            x->grad += z->data * dz;
+        }
+        return RG_OK;
+    case RG_LOG:    /* z = ln x;  dx += dz / x */
+        if (dir == FWD) {
+            if (x->data <= 0.0) return RG_EDOMAIN;
+            z->data = log(x->data);
+        } else {
+            x->grad += dz / x->data;
+        }
+        return RG_OK;
+    case RG_SIGMOID:  /* z = 1 / (1 + e^-x);  dx += z (1 - z) dz */
+        if (dir == FWD) z->data = sigmoid(x->data);
+        else x->grad += z->data * (1.0 - z->data) * dz;
+        return RG_OK;
+    case RG_SOFTPLUS:  /* z = ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|);  dx += sigmoid(x) dz */
+        if (dir == FWD) z->data = (x->data > 0.0 ? x->data : 0.0) + log1p(exp(-fabs(x->data)));
+        else x->grad += sigmoid(x->data) * dz;
+        return RG_OK;
+    case RG_POWV:   /* z = x ** y;  dx += (y x**(y-1)) dz,  dy += (z ln x) dz */
+        if (dir == FWD) return pow_checked(x->data, y->data, &z->data);
+        x->grad += (y->data * pow(x->data, y->data - 1.0)) * dz;
+        /* 0 ** y for y >= 0 has no slope in y that log could give: 0, as in PyTorch */
+        if (!(x->data == 0.0 && y->data >= 0.0))
+            y->grad += (z->data * log(x->data)) * dz;
+        return RG_OK;
+    case RG_RPOWC:  /* z = c ** x;  dx += (z ln c) dz */
+        if (dir == FWD) return pow_checked(c, x->data, &z->data);
+        if (!(c == 0.0 && x->data >= 0.0))
+            x->grad += (z->data * log(c)) * dz;
+        return RG_OK;
     }
     return RG_EHANDLE;  /* unreachable: op codes are set only in this file */
 }
@@ -150,7 +197,7 @@ static int arity(int op)
 {
     switch (op) {
     case RG_LEAF: return 0;
-    case RG_ADD: case RG_SUB: case RG_MUL: case RG_DIV: return 2;
+    case RG_ADD: case RG_SUB: case RG_MUL: case RG_DIV: case RG_POWV: return 2;
     default: return 1;
     }
 }
@@ -163,12 +210,13 @@ static int32_t node_of(int32_t h)
     return A.slot_node[h];
 }
 
-/* Room for one more node. */
-static int reserve_node(void)
+/* Room for k more nodes. */
+static int reserve_nodes(int64_t k)
 {
-    if (A.n < A.cap) return RG_OK;
-    if (A.cap > INT32_MAX / 2) return RG_ENOMEM;
-    int32_t cap = A.cap ? 2 * A.cap : 1024;
+    if (A.n + k <= A.cap) return RG_OK;
+    int64_t cap = A.cap ? A.cap : 1024;
+    while (cap < A.n + k) cap *= 2;
+    if (cap > INT32_MAX) return RG_ENOMEM;
     rg_node *nodes = realloc(A.nodes, (size_t)cap * sizeof *nodes);
     if (!nodes) return RG_ENOMEM;
     A.nodes = nodes;
@@ -176,27 +224,28 @@ static int reserve_node(void)
     if (!mark) return RG_ENOMEM;   /* the node array grew: harmless, cap stays */
     memset(mark + A.cap, 0, (size_t)(cap - A.cap));
     A.mark = mark;
-    A.cap = cap;
+    A.cap = (int32_t)cap;
     return RG_OK;
 }
 
-/* Room for one more handle. */
-static int reserve_handle(void)
+/* Room for k more handles. */
+static int reserve_handles(int64_t k)
 {
-    if (A.nfree > 0 || A.nslots < A.slot_cap) return RG_OK;
-    if (A.slot_cap > INT32_MAX / 2) return RG_ENOMEM;
-    int32_t cap = A.slot_cap ? 2 * A.slot_cap : 1024;
+    if (A.nfree + (A.slot_cap - A.nslots) >= k) return RG_OK;
+    int64_t cap = A.slot_cap ? A.slot_cap : 1024;
+    while (A.nfree + (cap - A.nslots) < k) cap *= 2;
+    if (cap > INT32_MAX) return RG_ENOMEM;
     int32_t *sn = realloc(A.slot_node, (size_t)cap * sizeof *sn);
     if (!sn) return RG_ENOMEM;
     A.slot_node = sn;
     int32_t *fs = realloc(A.free_slots, (size_t)cap * sizeof *fs);
     if (!fs) return RG_ENOMEM;
     A.free_slots = fs;
-    A.slot_cap = cap;
+    A.slot_cap = (int32_t)cap;
     return RG_OK;
 }
 
-/* A new handle naming node i; reserve_handle() has made room. */
+/* A new handle naming node i; reserve_handles() has made room. */
 static int32_t new_handle(int32_t i)
 {
     int32_t h = A.nfree ? A.free_slots[--A.nfree] : A.nslots++;
@@ -210,22 +259,39 @@ static int handles_due(void)
     return A.nfree == 0 && A.nslots >= A.slot_gc_at;
 }
 
+/* Whether a call that makes nodes must first let Python hand over dead handles. */
+static int collection_due(void)
+{
+    return A.n >= A.gc_at || handles_due();
+}
+
+/* Appends node z = op(a, b; arg) and computes its value; reserve_nodes() has
+   made room. Not committed (A.n unchanged) if the op fails. */
+static int push(int op, int32_t a, int32_t b, double arg)
+{
+    rg_node *z = &A.nodes[A.n];
+    *z = (rg_node){ .data = arg, .grad = 0.0, .arg = arg, .a = a, .b = b,
+                    .op = op, .id = A.next_id };
+    int rc = step(A.nodes, z, FWD);
+    if (rc != RG_OK) return rc;
+    A.next_id++;
+    A.n++;
+    return RG_OK;
+}
+
 static int32_t make(int op, int32_t ha, int32_t hb, double arg)
 {
     int32_t rc;
     pthread_mutex_lock(&A.lock);
-    if (A.n >= A.gc_at || handles_due()) { rc = RG_COLLECT; goto out; }
+    if (collection_due()) { rc = RG_COLLECT; goto out; }
     int32_t a = -1, b = -1;
     int k = arity(op);
     if (k >= 1 && (a = node_of(ha)) < 0) { rc = RG_EHANDLE; goto out; }
     if (k == 2 && (b = node_of(hb)) < 0) { rc = RG_EHANDLE; goto out; }
-    if ((rc = reserve_node()) != RG_OK || (rc = reserve_handle()) != RG_OK) goto out;
-    rg_node *z = &A.nodes[A.n];
-    *z = (rg_node){ .data = arg, .grad = 0.0, .arg = arg, .a = a, .b = b,
-                    .op = op, .id = A.next_id };
-    if ((rc = step(A.nodes, z, FWD)) != RG_OK) goto out;  /* not committed */
-    A.next_id++;
-    rc = new_handle(A.n++);
+    if ((rc = reserve_nodes(1)) != RG_OK || (rc = reserve_handles(1)) != RG_OK)
+        goto out;
+    if ((rc = push(op, a, b, arg)) != RG_OK) goto out;
+    rc = new_handle(A.n - 1);
 out:
     pthread_mutex_unlock(&A.lock);
     return rc;
@@ -244,6 +310,13 @@ int32_t rg_rdivc(int32_t a, double c) { return make(RG_RDIVC, a, -1, c); }
 int32_t rg_neg(int32_t a) { return make(RG_NEG, a, -1, 0.0); }
 int32_t rg_pow(int32_t a, double k) { return make(RG_POW, a, -1, k); }
 int32_t rg_relu(int32_t a) { return make(RG_RELU, a, -1, 0.0); }
+int32_t rg_tanh(int32_t a) { return make(RG_TANH, a, -1, 0.0); }
+int32_t rg_exp(int32_t a) { return make(RG_EXP, a, -1, 0.0); }
+int32_t rg_log(int32_t a) { return make(RG_LOG, a, -1, 0.0); }
+int32_t rg_sigmoid(int32_t a) { return make(RG_SIGMOID, a, -1, 0.0); }
+int32_t rg_softplus(int32_t a) { return make(RG_SOFTPLUS, a, -1, 0.0); }
+int32_t rg_powv(int32_t a, int32_t b) { return make(RG_POWV, a, b, 0.0); }
+int32_t rg_rpowc(int32_t a, double c) { return make(RG_RPOWC, a, -1, c); }
 
 int32_t rg_divc(int32_t a, double c)
 {
@@ -275,6 +348,180 @@ int rg_backward(int32_t root)
     }
     pthread_mutex_unlock(&A.lock);
     return r >= 0 ? RG_OK : RG_EHANDLE;
+}
+
+/* ---- replay ---------------------------------------------------------------- */
+
+int rg_forward(int32_t root)
+{
+    int rc = RG_OK;
+    pthread_mutex_lock(&A.lock);
+    int32_t r = node_of(root);
+    if (r < 0) { rc = RG_EHANDLE; goto out; }
+    rg_node *nodes = A.nodes;
+    uint8_t *mark = A.mark;
+    mark[r] = 1;
+    for (int32_t i = r; i >= 0; i--) {      /* mark what root depends on */
+        if (!mark[i]) continue;
+        if (nodes[i].a >= 0) mark[nodes[i].a] = 1;
+        if (nodes[i].b >= 0) mark[nodes[i].b] = 1;
+    }
+    for (int32_t i = 0; i <= r; i++) {      /* children before parents */
+        if (!mark[i]) continue;
+        mark[i] = 0;
+        rg_node *z = &nodes[i];
+        if (z->op == RG_LEAF) continue;
+        z->grad = 0.0;
+        if (rc == RG_OK) rc = step(nodes, z, FWD);  /* after a failure: only unmark */
+    }
+out:
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+/* ---- many nodes in one call ------------------------------------------------ */
+
+int rg_leaves(const double *xs, int32_t n, int32_t *out)
+{
+    int rc;
+    pthread_mutex_lock(&A.lock);
+    if (n < 0) { rc = RG_EHANDLE; goto out; }
+    if (collection_due()) { rc = RG_COLLECT; goto out; }
+    if ((rc = reserve_nodes(n)) != RG_OK || (rc = reserve_handles(n)) != RG_OK)
+        goto out;
+    for (int32_t k = 0; k < n; k++) {
+        push(RG_LEAF, -1, -1, xs[k]);
+        out[k] = new_handle(A.n - 1);
+    }
+out:
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+/* Resolves n handles to node indices in place of a copy; RG_EHANDLE if any is dead. */
+static int resolve(const int32_t *hs, int64_t n, int32_t *nodes_out)
+{
+    for (int64_t k = 0; k < n; k++)
+        if ((nodes_out[k] = node_of(hs[k])) < 0) return RG_EHANDLE;
+    return RG_OK;
+}
+
+int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
+             int32_t nin, int32_t nout, int relu, int32_t *out)
+{
+    int rc;
+    int64_t nw = (int64_t)nin * nout;
+    int32_t *idx = NULL;
+    pthread_mutex_lock(&A.lock);
+    if (nin < 0 || nout < 0) { rc = RG_EHANDLE; goto out; }
+    if (collection_due()) { rc = RG_COLLECT; goto out; }
+    /* node indices of w, then b, then x: resolved before anything is made */
+    idx = malloc((size_t)(nw + nout + nin + 1) * sizeof *idx);
+    if (!idx) { rc = RG_ENOMEM; goto out; }
+    int32_t *iw = idx, *ib = idx + nw, *ix = ib + nout;
+    if ((rc = resolve(w, nw, iw)) != RG_OK || (rc = resolve(b, nout, ib)) != RG_OK ||
+        (rc = resolve(x, nin, ix)) != RG_OK)
+        goto out;
+    if ((rc = reserve_nodes(nout * (2 * (int64_t)nin + (relu != 0)))) != RG_OK ||
+        (rc = reserve_handles(nout)) != RG_OK)
+        goto out;
+    for (int32_t j = 0; j < nout; j++) {
+        int32_t act = ib[j];
+        for (int32_t i = 0; i < nin; i++) {   /* act = act + w[j,i] * x[i] */
+            push(RG_MUL, iw[(int64_t)j * nin + i], ix[i], 0.0);
+            push(RG_ADD, act, A.n - 1, 0.0);
+            act = A.n - 1;
+        }
+        if (relu) {
+            push(RG_RELU, act, -1, 0.0);
+            act = A.n - 1;
+        }
+        out[j] = new_handle(act);
+    }
+out:
+    pthread_mutex_unlock(&A.lock);
+    free(idx);
+    return rc;
+}
+
+static double *field(rg_node *z, int which)
+{
+    return which == RG_GRAD ? &z->grad : &z->data;
+}
+
+int rg_get_many(const int32_t *hs, int32_t n, int which, double *out)
+{
+    int rc = RG_OK;
+    pthread_mutex_lock(&A.lock);
+    for (int32_t k = 0; k < n && rc == RG_OK; k++) {
+        int32_t i = node_of(hs[k]);
+        if (i < 0) rc = RG_EHANDLE;
+        else out[k] = *field(&A.nodes[i], which);
+    }
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+int rg_set_many(const int32_t *hs, int32_t n, int which, const double *xs)
+{
+    int rc = RG_OK;
+    pthread_mutex_lock(&A.lock);
+    for (int32_t k = 0; k < n && rc == RG_OK; k++)
+        if (node_of(hs[k]) < 0) rc = RG_EHANDLE;
+    for (int32_t k = 0; k < n && rc == RG_OK; k++)
+        *field(&A.nodes[node_of(hs[k])], which) = xs[k];
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+/* ---- optimizers ---------------------------------------------------------- */
+
+static int all_live(const int32_t *hs, int32_t n)
+{
+    for (int32_t k = 0; k < n; k++)
+        if (node_of(hs[k]) < 0) return 0;
+    return 1;
+}
+
+int rg_sgd_step(const int32_t *params, int32_t n, double lr, double momentum,
+                double weight_decay, double *velocity, int first)
+{
+    pthread_mutex_lock(&A.lock);
+    int ok = all_live(params, n);
+    for (int32_t k = 0; ok && k < n; k++) {
+        rg_node *p = &A.nodes[node_of(params[k])];
+        double g = p->grad;
+        if (weight_decay != 0.0) g += weight_decay * p->data;
+        if (velocity) {   /* buf = momentum buf + g; the first step starts it at g */
+            velocity[k] = first ? g : momentum * velocity[k] + g;
+            g = velocity[k];
+        }
+        p->data -= lr * g;
+    }
+    pthread_mutex_unlock(&A.lock);
+    return ok ? RG_OK : RG_EHANDLE;
+}
+
+int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
+                 double beta2, double eps, double weight_decay, int64_t step,
+                 double *m, double *v)
+{
+    /* PyTorch's Adam: m, v are moving averages of g and g^2; the step is
+       lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps) */
+    double step_size = lr / (1.0 - pow(beta1, (double)step));
+    double bc2_sqrt = sqrt(1.0 - pow(beta2, (double)step));
+    pthread_mutex_lock(&A.lock);
+    int ok = all_live(params, n);
+    for (int32_t k = 0; ok && k < n; k++) {
+        rg_node *p = &A.nodes[node_of(params[k])];
+        double g = p->grad;
+        if (weight_decay != 0.0) g += weight_decay * p->data;
+        m[k] += (1.0 - beta1) * (g - m[k]);
+        v[k] = v[k] * beta2 + (1.0 - beta2) * (g * g);
+        p->data += -step_size * (m[k] / (sqrt(v[k]) / bc2_sqrt + eps));
+    }
+    pthread_mutex_unlock(&A.lock);
+    return ok ? RG_OK : RG_EHANDLE;
 }
 
 /* ---- reading and writing nodes ------------------------------------------- */
@@ -335,7 +582,7 @@ int32_t rg_child(int32_t h, int k)
     int32_t i = node_of(h);
     if (i < 0 || k < 0 || k >= arity(A.nodes[i].op)) { rc = RG_EHANDLE; goto out; }
     if (handles_due()) { rc = RG_COLLECT; goto out; }
-    if ((rc = reserve_handle()) != RG_OK) goto out;
+    if ((rc = reserve_handles(1)) != RG_OK) goto out;
     rc = new_handle(k == 0 ? A.nodes[i].a : A.nodes[i].b);
 out:
     pthread_mutex_unlock(&A.lock);

@@ -22,7 +22,8 @@ enum {
 enum {
     RG_LEAF, RG_ADD, RG_SUB, RG_MUL, RG_DIV,
     RG_ADDC, RG_MULC, RG_RSUBC, RG_RDIVC,
-    RG_NEG, RG_POW, RG_RELU
+    RG_NEG, RG_POW, RG_RELU,
+    RG_TANH, RG_EXP, RG_LOG, RG_SIGMOID, RG_POWV, RG_RPOWC, RG_SOFTPLUS
 };
 
 typedef struct {
@@ -49,9 +50,31 @@ int32_t rg_rdivc(int32_t a, double c);   /* c * a**-1 */
 int32_t rg_neg(int32_t a);               /* -a */
 int32_t rg_pow(int32_t a, double k);     /* a ** k */
 int32_t rg_relu(int32_t a);              /* max(a, 0) */
+int32_t rg_tanh(int32_t a);
+int32_t rg_exp(int32_t a);
+int32_t rg_log(int32_t a);               /* natural log */
+int32_t rg_sigmoid(int32_t a);           /* 1 / (1 + exp(-a)) */
+int32_t rg_softplus(int32_t a);          /* log(1 + exp(a)) */
+int32_t rg_powv(int32_t a, int32_t b);   /* a ** b, b a Value */
+int32_t rg_rpowc(int32_t a, double c);   /* c ** a */
+
+/* Many leaves at once: out[i] gets the handle of a leaf holding xs[i].
+   All or nothing: RG_OK, or a result code with no leaf made. */
+int rg_leaves(const double *xs, int32_t n, int32_t *out);
+
+/* A layer of neurons in one call, as micrograd's Neuron adds its terms:
+   out[j] = act(b[j] + w[j*nin+0]*x[0] + w[j*nin+1]*x[1] + ...), act relu if
+   relu is set, one node per multiply and per add. All or nothing. */
+int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
+             int32_t nin, int32_t nout, int relu, int32_t *out);
 
 /* Gradients: sets root's grad to 1 and adds into every node root depends on. */
 int rg_backward(int32_t root);
+
+/* Replay: recomputes, in creation order, the data of every node root depends
+   on from the current data of its leaves, and zeroes their grads (leaves keep
+   theirs). Stops at the first op that fails, with its result code. */
+int rg_forward(int32_t root);
 
 /* Reading and writing a node. rg_data and rg_grad return NaN for a dead handle
    (check with rg_valid). */
@@ -60,6 +83,22 @@ double rg_data(int32_t h);
 double rg_grad(int32_t h);
 int rg_set_data(int32_t h, double x);
 int rg_set_grad(int32_t h, double x);
+
+/* The same for n handles at once: which is RG_DATA or RG_GRAD. All-or-nothing
+   for the setter: RG_EHANDLE if any handle is dead, and nothing written. */
+enum { RG_DATA, RG_GRAD };
+int rg_get_many(const int32_t *hs, int32_t n, int which, double *out);
+int rg_set_many(const int32_t *hs, int32_t n, int which, const double *xs);
+
+/* Optimizers over n parameters, as PyTorch defines them (weight decay adds
+   weight_decay * p to the gradient). SGD: velocity is NULL without momentum,
+   else n buffers (first step: buffer = gradient). Adam: step counts from 1; m
+   and v are n buffers each, zero before the first step. */
+int rg_sgd_step(const int32_t *params, int32_t n, double lr, double momentum,
+                double weight_decay, double *velocity, int first);
+int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
+                 double beta2, double eps, double weight_decay, int64_t step,
+                 double *m, double *v);
 
 /* The graph, for tools: op code, constant operand, children. */
 int rg_op(int32_t h);

@@ -27,7 +27,8 @@ try:
 except ImportError:
     _use_installed_copy()
 
-from .engine import Value, collect, stats  # noqa: E402
+from .engine import (  # noqa: E402
+    Value, collect, get_data, get_grad, set_data, stats, values)
 
-__all__ = ["Value", "collect", "stats"]
+__all__ = ["Value", "collect", "get_data", "get_grad", "set_data", "stats", "values"]
 __version__ = "0.1.0"

@@ -16,7 +16,7 @@ import threading
 
 from ._rgrad import ffi, lib
 
-__all__ = ["Value", "collect", "stats"]
+__all__ = ["Value", "collect", "stats", "values", "get_data", "get_grad", "set_data"]
 
 _dead = []                      # handles of dead Values, not yet handed to C
 _collect_lock = threading.Lock()
@@ -132,6 +132,8 @@ _OP_NAMES = {
     lib.RG_LEAF: "", lib.RG_ADD: "+", lib.RG_ADDC: "+", lib.RG_SUB: "-",
     lib.RG_RSUBC: "-", lib.RG_MUL: "*", lib.RG_MULC: "*", lib.RG_DIV: "/",
     lib.RG_RDIVC: "/", lib.RG_NEG: "neg", lib.RG_RELU: "ReLU",
+    lib.RG_TANH: "tanh", lib.RG_EXP: "exp", lib.RG_LOG: "log",
+    lib.RG_SIGMOID: "sigmoid", lib.RG_SOFTPLUS: "softplus", lib.RG_POWV: "**",
 }
 
 
@@ -167,9 +169,22 @@ class Value:
     __rmul__ = _binary(None, lib.rg_mulc)                  # other * self
     __truediv__ = _binary(lib.rg_div, lib.rg_divc)         # self * other**-1
     __rtruediv__ = _binary(None, lib.rg_rdivc)             # other * self**-1
-    __pow__ = _binary(None, lib.rg_pow)                    # self ** k, k a number
+    __pow__ = _binary(lib.rg_powv, lib.rg_pow)             # self ** other
+    __rpow__ = _binary(None, lib.rg_rpowc)                 # other ** self
     __neg__ = _unary(lib.rg_neg)                           # -self
     relu = _unary(lib.rg_relu)                             # max(self, 0)
+    tanh = _unary(lib.rg_tanh)
+    exp = _unary(lib.rg_exp)
+    log = _unary(lib.rg_log)                               # natural log
+    sigmoid = _unary(lib.rg_sigmoid)                       # 1 / (1 + exp(-self))
+    softplus = _unary(lib.rg_softplus)                     # log(1 + exp(self))
+
+    def forward(self):
+        """Recompute, in C, the data of every node this one depends on from the
+        current data of its leaves, and zero those nodes' grads (leaves keep
+        theirs). After a parameter update, `loss.forward(); loss.backward()`
+        gives what rebuilding the graph would."""
+        _check(lib.rg_forward(self._s))
 
     def backward(self):
         """Set this node's grad to 1 and add d(self)/d(node) into the grad of
@@ -214,8 +229,9 @@ class Value:
     def _op(self):
         op = _check(lib.rg_op(self._s))
         if op == lib.RG_POW:
-            k = lib.rg_arg(self._s)
-            return f"**{int(k) if k.is_integer() else k}"
+            return f"**{_short(lib.rg_arg(self._s))}"
+        if op == lib.RG_RPOWC:
+            return f"{_short(lib.rg_arg(self._s))}**"
         return _OP_NAMES[op]
 
     def __eq__(self, other):
@@ -235,6 +251,10 @@ class Value:
         return f"Value(data={self.data}, grad={self.grad})"
 
 
+def _short(k):
+    return int(k) if k.is_integer() else k
+
+
 def _number(x):
     c = _real(x)
     if c is None:
@@ -246,3 +266,62 @@ def _leaf(data, grad):
     v = Value(data)
     v.grad = grad
     return v
+
+
+# ---- many values at once ----------------------------------------------------
+
+def _doubles(xs):
+    """xs (a sequence of real numbers, or a numpy array) as a C double array."""
+    if hasattr(xs, "__array_interface__"):
+        import numpy as np
+        arr = np.ascontiguousarray(xs, dtype=np.float64).ravel()
+        return ffi.from_buffer("double[]", arr), len(arr)
+    xs = [_number(x) for x in xs]
+    return ffi.new("double[]", xs), len(xs)
+
+
+def _handles(vs):
+    vs = list(vs)
+    for v in vs:
+        if not isinstance(v, Value):
+            raise TypeError(f"expected Values, got {type(v).__name__!r}")
+    return ffi.new("int32_t[]", [v._s for v in vs]), len(vs)
+
+
+def values(xs):
+    """A list of new leaf Values, one per number of xs (a sequence or a numpy
+    array), made in one C call."""
+    buf, n = _doubles(xs)
+    out = ffi.new("int32_t[]", n)
+    _made(lib.rg_leaves(buf, n, out), lib.rg_leaves, buf, n, out)
+    return [_handle(h) for h in ffi.unpack(out, n)]
+
+
+def _get(vs, which):
+    hs, n = _handles(vs)
+    out = ffi.new("double[]", n)
+    _check(lib.rg_get_many(hs, n, which, out))
+    try:
+        import numpy as np
+    except ImportError:
+        return ffi.unpack(out, n)
+    return np.frombuffer(ffi.buffer(out), dtype=np.float64).copy()
+
+
+def get_data(vs):
+    """The data of many Values: a numpy array if numpy is installed, else a list."""
+    return _get(vs, lib.RG_DATA)
+
+
+def get_grad(vs):
+    """The grads of many Values: a numpy array if numpy is installed, else a list."""
+    return _get(vs, lib.RG_GRAD)
+
+
+def set_data(vs, xs):
+    """Load xs[i] into vs[i].data for all i, in one C call."""
+    hs, n = _handles(vs)
+    buf, m = _doubles(xs)
+    if m != n:
+        raise ValueError(f"set_data: {n} Values but {m} numbers")
+    _check(lib.rg_set_many(hs, n, lib.RG_DATA, buf))
