@@ -46,8 +46,15 @@ static struct {
     int32_t *free_slots; /* stack of free handles */
     int32_t nslots, slot_cap, nfree;
     int32_t slot_gc_at;  /* with no free handle left, ask for dead ones at this many */
+    /* Replay tape: the non-leaf nodes tape_root depends on, in creation order.
+       Nodes never change their children, so it stays right until a compaction
+       moves them (tape_gen is the compaction count it was built at). */
+    int32_t *tape;
+    int32_t tape_len, tape_cap, tape_root;
+    int64_t tape_gen;
 } A = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
+    .tape_root = -1,
     .gc_at = GC_MIN_NODES,
     .slot_gc_at = GC_MIN_SLOTS,
 };
@@ -81,7 +88,7 @@ static double sigmoid(double x)
    (dir == BWD). x and y are the children, z the node itself, dz its grad.
    Backward only adds into children. Composite ops keep micrograd's arithmetic
    (a / b is a * b**-1) so that the numbers come out the same to the bit. */
-static int step(rg_node *nodes, rg_node *z, int dir)
+static inline __attribute__((always_inline)) int step(rg_node *nodes, rg_node *z, int dir)
 {
     rg_node *x = z->a >= 0 ? &nodes[z->a] : NULL;
     rg_node *y = z->b >= 0 ? &nodes[z->b] : NULL;
@@ -328,22 +335,67 @@ int32_t rg_divc(int32_t a, double c)
 
 /* ---- backward ------------------------------------------------------------ */
 
+static int tape_holds(int32_t r)
+{
+    return A.tape_root == r && A.tape_gen == A.collections;
+}
+
+/* Makes the tape the one for node r. */
+static int tape_for(int32_t r)
+{
+    if (tape_holds(r)) return RG_OK;
+    rg_node *nodes = A.nodes;
+    uint8_t *mark = A.mark;
+    int32_t count = 0;
+    mark[r] = 1;
+    for (int32_t i = r; i >= 0; i--) {      /* mark what r depends on */
+        if (!mark[i]) continue;
+        count += nodes[i].op != RG_LEAF;
+        if (nodes[i].a >= 0) mark[nodes[i].a] = 1;
+        if (nodes[i].b >= 0) mark[nodes[i].b] = 1;
+    }
+    if (count > A.tape_cap) {
+        int32_t *tape = realloc(A.tape, (size_t)count * sizeof *tape);
+        if (!tape) {
+            memset(mark, 0, (size_t)r + 1);
+            return RG_ENOMEM;
+        }
+        A.tape = tape;
+        A.tape_cap = count;
+    }
+    int32_t k = 0;
+    for (int32_t i = 0; i <= r; i++) {
+        if (!mark[i]) continue;
+        mark[i] = 0;
+        if (nodes[i].op != RG_LEAF) A.tape[k++] = i;
+    }
+    A.tape_len = k;
+    A.tape_root = r;
+    A.tape_gen = A.collections;
+    return RG_OK;
+}
+
 int rg_backward(int32_t root)
 {
     pthread_mutex_lock(&A.lock);
     int32_t r = node_of(root);
     if (r >= 0) {
         rg_node *nodes = A.nodes;
-        uint8_t *mark = A.mark;
         nodes[r].grad = 1.0;
-        mark[r] = 1;
-        for (int32_t i = r; i >= 0; i--) {
-            if (!mark[i]) continue;
-            mark[i] = 0;
-            rg_node *z = &nodes[i];
-            if (z->a >= 0) mark[z->a] = 1;
-            if (z->b >= 0) mark[z->b] = 1;
-            step(nodes, z, BWD);
+        if (tape_holds(r)) {                 /* replayed: walk its tape */
+            for (int32_t k = A.tape_len - 1; k >= 0; k--)
+                step(nodes, &nodes[A.tape[k]], BWD);
+        } else {                             /* mark and walk down in one pass */
+            uint8_t *mark = A.mark;
+            mark[r] = 1;
+            for (int32_t i = r; i >= 0; i--) {
+                if (!mark[i]) continue;
+                mark[i] = 0;
+                rg_node *z = &nodes[i];
+                if (z->a >= 0) mark[z->a] = 1;
+                if (z->b >= 0) mark[z->b] = 1;
+                step(nodes, z, BWD);
+            }
         }
     }
     pthread_mutex_unlock(&A.lock);
@@ -354,25 +406,16 @@ int rg_backward(int32_t root)
 
 int rg_forward(int32_t root)
 {
-    int rc = RG_OK;
+    int rc;
     pthread_mutex_lock(&A.lock);
     int32_t r = node_of(root);
     if (r < 0) { rc = RG_EHANDLE; goto out; }
+    if ((rc = tape_for(r)) != RG_OK) goto out;
     rg_node *nodes = A.nodes;
-    uint8_t *mark = A.mark;
-    mark[r] = 1;
-    for (int32_t i = r; i >= 0; i--) {      /* mark what root depends on */
-        if (!mark[i]) continue;
-        if (nodes[i].a >= 0) mark[nodes[i].a] = 1;
-        if (nodes[i].b >= 0) mark[nodes[i].b] = 1;
-    }
-    for (int32_t i = 0; i <= r; i++) {      /* children before parents */
-        if (!mark[i]) continue;
-        mark[i] = 0;
-        rg_node *z = &nodes[i];
-        if (z->op == RG_LEAF) continue;
+    for (int32_t k = 0; k < A.tape_len && rc == RG_OK; k++) {
+        rg_node *z = &nodes[A.tape[k]];
         z->grad = 0.0;
-        if (rc == RG_OK) rc = step(nodes, z, FWD);  /* after a failure: only unmark */
+        rc = step(nodes, z, FWD);
     }
 out:
     pthread_mutex_unlock(&A.lock);
@@ -638,6 +681,10 @@ static void compact(void)
         free(to);
         A.n = kept;
         A.collections++;
+        free(A.tape);          /* its indices are stale now */
+        A.tape = NULL;
+        A.tape_len = A.tape_cap = 0;
+        A.tape_root = -1;
     } else {
         kept = n;  /* no memory to compact with: let the arena grow instead */
     }
