@@ -20,11 +20,20 @@
 typedef struct {
     double data;   /* forward value */
     double grad;   /* d root / d this node, accumulated by backward */
-    double arg;    /* constant operand (ADDC MULC RSUBC RDIVC) or exponent (POW) */
+    double arg;    /* constant operand (ADDC MULC RPOWC) or exponent (POW) */
     int32_t a, b;  /* children: node indices below this one, -1 where absent */
-    int32_t op;
-    uint32_t id;   /* creation serial: survives compaction, so it can be a hash */
+    uint32_t id_lo;  /* creation serial, 48 bits (id_lo, id_hi): it survives */
+    uint16_t id_hi;  /* compaction, so it is the node's hash and Python's key */
+    uint8_t op;
+    uint8_t flags;   /* F_PY: Python keeps something under this node's id */
 } rg_node;
+
+enum { F_PY = 1 };
+
+static uint64_t node_id(const rg_node *z)
+{
+    return (uint64_t)z->id_hi << 32 | z->id_lo;
+}
 
 _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
 
@@ -32,6 +41,8 @@ enum { FWD, BWD };
 
 #define GC_MIN_NODES (1 << 16)   /* never compact an arena smaller than this */
 #define GC_MIN_SLOTS (1 << 12)   /* nor ask for dead handles below this many */
+#define SLOT_FREE (-1)           /* slot_node of a handle not in use */
+#define SLOT_DEAD (-2)           /* of a handle in use whose node was freed */
 
 static struct {
     pthread_mutex_t lock;
@@ -41,9 +52,14 @@ static struct {
     int32_t gc_at;       /* compact when n reaches this */
     int32_t live;        /* nodes kept by the last compaction */
     int64_t collections;
-    uint32_t next_id;
-    int32_t *slot_node;  /* handle -> node index, -1 if the handle is free */
+    uint64_t next_id;
+    int32_t n_py;        /* RG_PY nodes in the arena: backward needs Python */
+    int32_t pinned;      /* > 0: Python walks a tape of node indices; no compaction */
+    uint64_t *dead_ids;  /* ids of F_PY nodes compaction freed, for Python to forget */
+    int32_t n_dead, dead_cap;
+    int32_t *slot_node;  /* handle -> node index, or SLOT_FREE, SLOT_DEAD */
     int32_t *free_slots; /* stack of free handles */
+    uint8_t *slot_weak;  /* 1: not a root in this compaction (see rg_collect) */
     int32_t nslots, slot_cap, nfree;
     int32_t slot_gc_at;  /* with no free handle left, ask for dead ones at this many */
     /* Replay tape: the non-leaf nodes tape_root depends on, in creation order.
@@ -86,8 +102,7 @@ static double sigmoid(double x)
 
 /* One op, one case: its forward value (dir == FWD) and its local derivatives
    (dir == BWD). x and y are the children, z the node itself, dz its grad.
-   Backward only adds into children. Composite ops keep micrograd's arithmetic
-   (a / b is a * b**-1) so that the numbers come out the same to the bit. */
+   Backward only adds into children. */
 static inline __attribute__((always_inline)) int step(rg_node *nodes, rg_node *z, int dir)
 {
     rg_node *x = z->a >= 0 ? &nodes[z->a] : NULL;
@@ -96,31 +111,18 @@ static inline __attribute__((always_inline)) int step(rg_node *nodes, rg_node *z
 
     switch (z->op) {
     case RG_LEAF:   /* its data is set from Python; nothing flows further */
+    case RG_LINK:   /* carries a Python op's third and later children */
         return RG_OK;
+    case RG_PY:     /* an op defined in Python: Python runs it (rg_run stops here) */
+        return dir == FWD ? RG_EPYOP : RG_OK;
     case RG_ADD:    /* z = x + y;  dx += dz, dy += dz */
         if (dir == FWD) z->data = x->data + y->data;
         else { x->grad += dz; y->grad += dz; }
-        return RG_OK;
-    case RG_SUB:    /* z = x - y;  dx += dz, dy += -dz */
-        if (dir == FWD) z->data = x->data - y->data;
-        else { x->grad += dz; y->grad += -dz; }
         return RG_OK;
     case RG_MUL:    /* z = x * y;  dx += y dz, dy += x dz */
         if (dir == FWD) z->data = x->data * y->data;
         else { x->grad += y->data * dz; y->grad += x->data * dz; }
         return RG_OK;
-    case RG_DIV: {  /* z = x * y**-1;  dx += y**-1 dz, dy += (-y**-2)(x dz) */
-        if (dir == FWD) {
-            double r;
-            int rc = pow_checked(y->data, -1.0, &r);
-            if (rc != RG_OK) return rc;
-            z->data = x->data * r;
-        } else {
-            x->grad += pow(y->data, -1.0) * dz;
-            y->grad += -pow(y->data, -2.0) * (x->data * dz);
-        }
-        return RG_OK;
-    }
     case RG_ADDC:   /* z = x + c;  dx += dz */
         if (dir == FWD) z->data = x->data + c;
         else x->grad += dz;
@@ -129,21 +131,6 @@ static inline __attribute__((always_inline)) int step(rg_node *nodes, rg_node *z
         if (dir == FWD) z->data = x->data * c;
         else x->grad += c * dz;
         return RG_OK;
-    case RG_RSUBC:  /* z = c - x;  dx += -dz */
-        if (dir == FWD) z->data = c - x->data;
-        else x->grad += -dz;
-        return RG_OK;
-    case RG_RDIVC: {  /* z = x**-1 * c;  dx += (-x**-2)(c dz) */
-        if (dir == FWD) {
-            double r;
-            int rc = pow_checked(x->data, -1.0, &r);
-            if (rc != RG_OK) return rc;
-            z->data = r * c;
-        } else {
-            x->grad += -pow(x->data, -2.0) * (c * dz);
-        }
-        return RG_OK;
-    }
     case RG_NEG:    /* z = -x;  dx += -dz */
         if (dir == FWD) z->data = -x->data;
         else x->grad += -dz;
@@ -204,7 +191,8 @@ static int arity(int op)
 {
     switch (op) {
     case RG_LEAF: return 0;
-    case RG_ADD: case RG_SUB: case RG_MUL: case RG_DIV: case RG_POWV: return 2;
+    case RG_ADD: case RG_MUL: case RG_POWV: return 2;
+    case RG_PY: return -1;   /* any number: see children() */
     default: return 1;
     }
 }
@@ -248,6 +236,9 @@ static int reserve_handles(int64_t k)
     int32_t *fs = realloc(A.free_slots, (size_t)cap * sizeof *fs);
     if (!fs) return RG_ENOMEM;
     A.free_slots = fs;
+    uint8_t *weak = realloc(A.slot_weak, (size_t)cap);
+    if (!weak) return RG_ENOMEM;
+    A.slot_weak = weak;
     A.slot_cap = (int32_t)cap;
     return RG_OK;
 }
@@ -257,6 +248,7 @@ static int32_t new_handle(int32_t i)
 {
     int32_t h = A.nfree ? A.free_slots[--A.nfree] : A.nslots++;
     A.slot_node[h] = i;
+    A.slot_weak[h] = 0;
     return h;
 }
 
@@ -269,7 +261,7 @@ static int handles_due(void)
 /* Whether a call that makes nodes must first let Python hand over dead handles. */
 static int collection_due(void)
 {
-    return A.n >= A.gc_at || handles_due();
+    return (A.n >= A.gc_at && !A.pinned) || handles_due();
 }
 
 /* Appends node z = op(a, b; arg) and computes its value; reserve_nodes() has
@@ -278,8 +270,9 @@ static int push(int op, int32_t a, int32_t b, double arg)
 {
     rg_node *z = &A.nodes[A.n];
     *z = (rg_node){ .data = arg, .grad = 0.0, .arg = arg, .a = a, .b = b,
-                    .op = op, .id = A.next_id };
-    int rc = step(A.nodes, z, FWD);
+                    .id_lo = (uint32_t)A.next_id, .id_hi = (uint16_t)(A.next_id >> 32),
+                    .op = (uint8_t)op };
+    int rc = op == RG_PY ? RG_OK : step(A.nodes, z, FWD);  /* Python gave its data */
     if (rc != RG_OK) return rc;
     A.next_id++;
     A.n++;
@@ -306,14 +299,10 @@ out:
 
 int32_t rg_leaf(double x) { return make(RG_LEAF, -1, -1, x); }
 int32_t rg_add(int32_t a, int32_t b) { return make(RG_ADD, a, b, 0.0); }
-int32_t rg_sub(int32_t a, int32_t b) { return make(RG_SUB, a, b, 0.0); }
 int32_t rg_mul(int32_t a, int32_t b) { return make(RG_MUL, a, b, 0.0); }
-int32_t rg_div(int32_t a, int32_t b) { return make(RG_DIV, a, b, 0.0); }
 int32_t rg_addc(int32_t a, double c) { return make(RG_ADDC, a, -1, c); }
 int32_t rg_subc(int32_t a, double c) { return make(RG_ADDC, a, -1, -c); }  /* a + (-c) is a - c */
 int32_t rg_mulc(int32_t a, double c) { return make(RG_MULC, a, -1, c); }
-int32_t rg_rsubc(int32_t a, double c) { return make(RG_RSUBC, a, -1, c); }
-int32_t rg_rdivc(int32_t a, double c) { return make(RG_RDIVC, a, -1, c); }
 int32_t rg_neg(int32_t a) { return make(RG_NEG, a, -1, 0.0); }
 int32_t rg_pow(int32_t a, double k) { return make(RG_POW, a, -1, k); }
 int32_t rg_relu(int32_t a) { return make(RG_RELU, a, -1, 0.0); }
@@ -324,6 +313,33 @@ int32_t rg_sigmoid(int32_t a) { return make(RG_SIGMOID, a, -1, 0.0); }
 int32_t rg_softplus(int32_t a) { return make(RG_SOFTPLUS, a, -1, 0.0); }
 int32_t rg_powv(int32_t a, int32_t b) { return make(RG_POWV, a, b, 0.0); }
 int32_t rg_rpowc(int32_t a, double c) { return make(RG_RPOWC, a, -1, c); }
+
+/* Composite ops are built as micrograd builds them, from two nodes: the inner
+   one is an interior node like any other, whose grad accumulates across
+   backward calls as micrograd's does. z = op2(x, w) for a binary op2 (x the
+   node of hx), z = op2(w; arg2) for a unary one, where w = op1(u; arg1). */
+static int32_t make_via(int op1, int32_t hu, double arg1, int op2, int32_t hx, double arg2)
+{
+    int32_t rc, u, x = -1;
+    pthread_mutex_lock(&A.lock);
+    if (collection_due()) { rc = RG_COLLECT; goto out; }
+    if ((u = node_of(hu)) < 0) { rc = RG_EHANDLE; goto out; }
+    if (arity(op2) == 2 && (x = node_of(hx)) < 0) { rc = RG_EHANDLE; goto out; }
+    if ((rc = reserve_nodes(2)) != RG_OK || (rc = reserve_handles(1)) != RG_OK)
+        goto out;
+    if ((rc = push(op1, u, -1, arg1)) != RG_OK) goto out;
+    int32_t w = A.n - 1;
+    push(op2, x >= 0 ? x : w, x >= 0 ? w : -1, arg2);
+    rc = new_handle(A.n - 1);
+out:
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+int32_t rg_sub(int32_t a, int32_t b) { return make_via(RG_NEG, b, 0.0, RG_ADD, a, 0.0); }
+int32_t rg_div(int32_t a, int32_t b) { return make_via(RG_POW, b, -1.0, RG_MUL, a, 0.0); }
+int32_t rg_rsubc(int32_t a, double c) { return make_via(RG_NEG, a, 0.0, RG_ADDC, -1, c); }
+int32_t rg_rdivc(int32_t a, double c) { return make_via(RG_POW, a, -1.0, RG_MULC, -1, c); }
 
 int32_t rg_divc(int32_t a, double c)
 {
@@ -350,7 +366,7 @@ static int tape_for(int32_t r)
     mark[r] = 1;
     for (int32_t i = r; i >= 0; i--) {      /* mark what r depends on */
         if (!mark[i]) continue;
-        count += nodes[i].op != RG_LEAF;
+        count += nodes[i].op != RG_LEAF && nodes[i].op != RG_LINK;
         if (nodes[i].a >= 0) mark[nodes[i].a] = 1;
         if (nodes[i].b >= 0) mark[nodes[i].b] = 1;
     }
@@ -367,7 +383,7 @@ static int tape_for(int32_t r)
     for (int32_t i = 0; i <= r; i++) {
         if (!mark[i]) continue;
         mark[i] = 0;
-        if (nodes[i].op != RG_LEAF) A.tape[k++] = i;
+        if (nodes[i].op != RG_LEAF && nodes[i].op != RG_LINK) A.tape[k++] = i;
     }
     A.tape_len = k;
     A.tape_root = r;
@@ -379,7 +395,9 @@ int rg_backward(int32_t root)
 {
     pthread_mutex_lock(&A.lock);
     int32_t r = node_of(root);
-    if (r >= 0) {
+    if (r >= 0 && A.n_py > 0) {
+        r = RG_PYGRAPH;                      /* Python walks it with rg_run */
+    } else if (r >= 0) {
         rg_node *nodes = A.nodes;
         nodes[r].grad = 1.0;
         if (tape_holds(r)) {                 /* replayed: walk its tape */
@@ -399,7 +417,7 @@ int rg_backward(int32_t root)
         }
     }
     pthread_mutex_unlock(&A.lock);
-    return r >= 0 ? RG_OK : RG_EHANDLE;
+    return r >= 0 ? RG_OK : r == RG_PYGRAPH ? RG_PYGRAPH : RG_EHANDLE;
 }
 
 /* ---- replay ---------------------------------------------------------------- */
@@ -410,6 +428,7 @@ int rg_forward(int32_t root)
     pthread_mutex_lock(&A.lock);
     int32_t r = node_of(root);
     if (r < 0) { rc = RG_EHANDLE; goto out; }
+    if (A.n_py > 0) { rc = RG_PYGRAPH; goto out; }   /* Python walks it with rg_run */
     if ((rc = tape_for(r)) != RG_OK) goto out;
     rg_node *nodes = A.nodes;
     for (int32_t k = 0; k < A.tape_len && rc == RG_OK; k++) {
@@ -612,10 +631,35 @@ int rg_op(int32_t h)
     return op;
 }
 
+/* A Python op's children: a, then b; with more than two, b is a chain of
+   RG_LINK nodes, each holding one child in a and the rest in b. */
+static int nchildren(int32_t i)
+{
+    const rg_node *z = &A.nodes[i];
+    if (z->op != RG_PY) return arity(z->op);
+    if (z->a < 0) return 0;
+    if (z->b < 0) return 1;
+    int n = 2;
+    for (int32_t j = z->b; A.nodes[j].op == RG_LINK; j = A.nodes[j].b) n++;
+    return n;
+}
+
+static int32_t child_at(int32_t i, int k)
+{
+    const rg_node *z = &A.nodes[i];
+    if (k == 0) return z->a;
+    int32_t j = z->b;
+    for (int t = 1; t < k; t++) j = A.nodes[j].b;
+    return A.nodes[j].op == RG_LINK ? A.nodes[j].a : j;
+}
+
 int rg_nchildren(int32_t h)
 {
-    int op = rg_op(h);
-    return op < 0 ? op : arity(op);
+    pthread_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    int n = i >= 0 ? nchildren(i) : RG_EHANDLE;
+    pthread_mutex_unlock(&A.lock);
+    return n;
 }
 
 int32_t rg_child(int32_t h, int k)
@@ -623,10 +667,10 @@ int32_t rg_child(int32_t h, int k)
     int32_t rc;
     pthread_mutex_lock(&A.lock);
     int32_t i = node_of(h);
-    if (i < 0 || k < 0 || k >= arity(A.nodes[i].op)) { rc = RG_EHANDLE; goto out; }
+    if (i < 0 || k < 0 || k >= nchildren(i)) { rc = RG_EHANDLE; goto out; }
     if (handles_due()) { rc = RG_COLLECT; goto out; }
     if ((rc = reserve_handles(1)) != RG_OK) goto out;
-    rc = new_handle(k == 0 ? A.nodes[i].a : A.nodes[i].b);
+    rc = new_handle(child_at(i, k));
 out:
     pthread_mutex_unlock(&A.lock);
     return rc;
@@ -636,9 +680,127 @@ int64_t rg_id(int32_t h)
 {
     pthread_mutex_lock(&A.lock);
     int32_t i = node_of(h);
-    int64_t id = i >= 0 ? (int64_t)A.nodes[i].id : RG_EHANDLE;
+    int64_t id = i >= 0 ? (int64_t)node_id(&A.nodes[i]) : RG_EHANDLE;
     pthread_mutex_unlock(&A.lock);
     return id;
+}
+
+/* ---- ops defined in Python ------------------------------------------------ */
+
+int32_t rg_custom(double data, const int32_t *children, int32_t n)
+{
+    int32_t rc, *idx = NULL;
+    pthread_mutex_lock(&A.lock);
+    if (n < 0) { rc = RG_EHANDLE; goto out; }
+    if (collection_due()) { rc = RG_COLLECT; goto out; }
+    idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    if (!idx) { rc = RG_ENOMEM; goto out; }
+    if ((rc = resolve(children, n, idx)) != RG_OK) goto out;
+    if ((rc = reserve_nodes(n > 2 ? n - 1 : 1)) != RG_OK ||
+        (rc = reserve_handles(1)) != RG_OK)
+        goto out;
+    int32_t rest = n >= 2 ? idx[n - 1] : -1;   /* built from the last child back */
+    for (int32_t k = n - 2; k >= 1; k--) {
+        push(RG_LINK, idx[k], rest, 0.0);
+        rest = A.n - 1;
+    }
+    push(RG_PY, n >= 1 ? idx[0] : -1, rest, data);
+    rg_node *z = &A.nodes[A.n - 1];
+    z->flags |= F_PY;
+    A.n_py++;
+    rc = new_handle(A.n - 1);
+out:
+    pthread_mutex_unlock(&A.lock);
+    free(idx);
+    return rc;
+}
+
+int rg_make_custom(int32_t h)
+{
+    pthread_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    if (i >= 0 && A.nodes[i].op != RG_PY) {
+        A.nodes[i].op = RG_PY;      /* its children stay; Python now runs it */
+        A.nodes[i].flags |= F_PY;
+        A.n_py++;
+        A.tape_root = -1;           /* a cached tape may hold this node */
+    }
+    pthread_mutex_unlock(&A.lock);
+    return i >= 0 ? RG_OK : RG_EHANDLE;
+}
+
+int rg_flag(int32_t h)
+{
+    pthread_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    if (i >= 0) A.nodes[i].flags |= F_PY;
+    pthread_mutex_unlock(&A.lock);
+    return i >= 0 ? RG_OK : RG_EHANDLE;
+}
+
+int rg_node_backward(int32_t h)
+{
+    int rc = RG_OK;
+    pthread_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    if (i < 0) rc = RG_EHANDLE;
+    else if (A.nodes[i].op == RG_PY) rc = RG_PYGRAPH;
+    else step(A.nodes, &A.nodes[i], BWD);
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+int rg_pin(int delta)
+{
+    pthread_mutex_lock(&A.lock);
+    A.pinned += delta;
+    pthread_mutex_unlock(&A.lock);
+    return RG_OK;
+}
+
+int32_t rg_tape(int32_t root, int32_t *out, int32_t cap)
+{
+    int32_t rc;
+    pthread_mutex_lock(&A.lock);
+    int32_t r = node_of(root);
+    if (r < 0) { rc = RG_EHANDLE; goto out; }
+    if ((rc = tape_for(r)) != RG_OK) goto out;
+    rc = A.tape_len;
+    if (out && A.tape_len > 0 && cap >= A.tape_len)
+        memcpy(out, A.tape, (size_t)A.tape_len * sizeof *out);
+out:
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t *id)
+{
+    int rc = RG_OK;
+    pthread_mutex_lock(&A.lock);
+    int32_t k = *pos, dk = backward ? -1 : 1;
+    for (; k >= 0 && k < n; k += dk) {
+        int32_t i = tape[k];
+        if (i < 0 || i >= A.n) { rc = RG_EHANDLE; break; }
+        rg_node *z = &A.nodes[i];
+        if (z->op == RG_PY) { rc = RG_PYGRAPH; *id = node_id(z); break; }
+        if (!backward) z->grad = 0.0;
+        if ((rc = step(A.nodes, z, backward ? BWD : FWD)) != RG_OK) break;
+    }
+    *pos = k;
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+int32_t rg_take_dead(uint64_t *out, int32_t cap)
+{
+    pthread_mutex_lock(&A.lock);
+    int32_t n = A.n_dead < cap ? A.n_dead : cap;
+    if (n > 0) {
+        memcpy(out, A.dead_ids + (A.n_dead - n), (size_t)n * sizeof *out);
+        A.n_dead -= n;
+    }
+    pthread_mutex_unlock(&A.lock);
+    return n;
 }
 
 int rg_same(int32_t h1, int32_t h2)
@@ -652,6 +814,20 @@ int rg_same(int32_t h1, int32_t h2)
 
 /* ---- collection ---------------------------------------------------------- */
 
+/* Notes the id of a dead F_PY node for Python (rg_take_dead). If there is no
+   memory to note it, Python keeps a stale entry under an id never reused. */
+static void forget(uint64_t id)
+{
+    if (A.n_dead == A.dead_cap) {
+        int32_t cap = A.dead_cap ? 2 * A.dead_cap : 256;
+        uint64_t *ids = realloc(A.dead_ids, (size_t)cap * sizeof *ids);
+        if (!ids) return;
+        A.dead_ids = ids;
+        A.dead_cap = cap;
+    }
+    A.dead_ids[A.n_dead++] = id;
+}
+
 /* Slides the nodes reachable from a live handle down to the bottom of the
    arena, in order, and rewrites child indices and handles to match. */
 static void compact(void)
@@ -660,16 +836,25 @@ static void compact(void)
     int32_t *to = malloc((size_t)(n ? n : 1) * sizeof *to);
     if (to) {
         uint8_t *mark = A.mark;
-        for (int32_t h = 0; h < A.nslots; h++)
-            if (A.slot_node[h] >= 0) mark[A.slot_node[h]] = 1;
+        for (int32_t h = 0; h < A.nslots; h++)   /* weak handles are no roots */
+            if (A.slot_node[h] >= 0 && !A.slot_weak[h]) mark[A.slot_node[h]] = 1;
         for (int32_t i = n - 1; i >= 0; i--) {   /* parents before children */
             if (!mark[i]) continue;
             if (A.nodes[i].a >= 0) mark[A.nodes[i].a] = 1;
             if (A.nodes[i].b >= 0) mark[A.nodes[i].b] = 1;
         }
+        for (int32_t h = 0; h < A.nslots; h++) { /* a weak handle may outlive its node: */
+            if (A.slot_node[h] >= 0 && A.slot_weak[h] && !mark[A.slot_node[h]])
+                A.slot_node[h] = SLOT_DEAD;      /* dead until Python releases it */
+        }
+        A.n_py = 0;
         for (int32_t i = 0; i < n; i++) {        /* children moved first */
-            if (!mark[i]) continue;
+            if (!mark[i]) {
+                if (A.nodes[i].flags & F_PY) forget(node_id(&A.nodes[i]));
+                continue;
+            }
             mark[i] = 0;
+            A.n_py += A.nodes[i].op == RG_PY;
             rg_node z = A.nodes[i];
             if (z.a >= 0) z.a = to[z.a];
             if (z.b >= 0) z.b = to[z.b];
@@ -706,22 +891,30 @@ static void compact(void)
     }
 }
 
-int rg_collect(const int32_t *dead, int32_t n, int force)
+int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, int force)
 {
     pthread_mutex_lock(&A.lock);
     for (int32_t k = 0; k < n; k++) {
         int32_t h = dead[k];
-        if (node_of(h) < 0) continue;   /* ignore what is not a live handle */
-        A.slot_node[h] = -1;
+        if (h < 0 || h >= A.nslots || A.slot_node[h] == SLOT_FREE)
+            continue;                   /* ignore what is not a handle in use */
+        A.slot_node[h] = SLOT_FREE;
         A.free_slots[A.nfree++] = h;
     }
-    if (force || A.n >= A.gc_at) compact();
+    int compacted = !A.pinned && (force || A.n >= A.gc_at);
+    if (compacted) {
+        for (int32_t k = 0; k < m; k++)
+            if (node_of(weak[k]) >= 0) A.slot_weak[weak[k]] = 1;
+        compact();
+        for (int32_t k = 0; k < m; k++)
+            if (weak[k] >= 0 && weak[k] < A.nslots) A.slot_weak[weak[k]] = 0;
+    }
     /* ask again once as many handles again as are in use have been made */
     int32_t in_use = A.nslots - A.nfree;
     A.slot_gc_at = in_use > INT32_MAX / 2 ? INT32_MAX : 2 * in_use;
     if (A.slot_gc_at < GC_MIN_SLOTS) A.slot_gc_at = GC_MIN_SLOTS;
     pthread_mutex_unlock(&A.lock);
-    return RG_OK;
+    return compacted;
 }
 
 void rg_get_stats(rg_stats *out)

@@ -15,15 +15,18 @@ enum {
     RG_EOVERFLOW = -3,  /* OverflowError: a finite pow whose result is out of range */
     RG_ENOMEM = -4,     /* MemoryError: the arena or the handle table could not grow */
     RG_EHANDLE = -5,    /* ValueError: not a live handle (a tampered Value._s) */
-    RG_COLLECT = -6     /* not an error: hand over dead handles (rg_collect), then retry */
+    RG_COLLECT = -6,    /* not an error: hand over dead handles (rg_collect), then retry */
+    RG_EPYOP = -7,      /* a forward that C cannot compute: an op defined in Python */
+    RG_PYGRAPH = -8     /* not an error: the graph has Python ops; walk it with rg_run */
 };
 
 /* Op codes, as stored in a node. */
 enum {
-    RG_LEAF, RG_ADD, RG_SUB, RG_MUL, RG_DIV,
-    RG_ADDC, RG_MULC, RG_RSUBC, RG_RDIVC,
+    RG_LEAF, RG_ADD, RG_MUL, RG_ADDC, RG_MULC,
     RG_NEG, RG_POW, RG_RELU,
-    RG_TANH, RG_EXP, RG_LOG, RG_SIGMOID, RG_POWV, RG_RPOWC, RG_SOFTPLUS
+    RG_TANH, RG_EXP, RG_LOG, RG_SIGMOID, RG_POWV, RG_RPOWC, RG_SOFTPLUS,
+    RG_PY,      /* an op defined in Python: data given, backward a Python closure */
+    RG_LINK     /* internal: carries a Python op's third and later children */
 };
 
 typedef struct {
@@ -38,15 +41,15 @@ typedef struct {
 /* Making nodes: each returns the new node's handle, or a result code. */
 int32_t rg_leaf(double x);
 int32_t rg_add(int32_t a, int32_t b);    /* a + b */
-int32_t rg_sub(int32_t a, int32_t b);    /* a - b */
+int32_t rg_sub(int32_t a, int32_t b);    /* a + (-b), two nodes as in micrograd */
 int32_t rg_mul(int32_t a, int32_t b);    /* a * b */
-int32_t rg_div(int32_t a, int32_t b);    /* a * b**-1 */
+int32_t rg_div(int32_t a, int32_t b);    /* a * b**-1, two nodes */
 int32_t rg_addc(int32_t a, double c);    /* a + c */
 int32_t rg_subc(int32_t a, double c);    /* a - c */
 int32_t rg_mulc(int32_t a, double c);    /* a * c */
 int32_t rg_divc(int32_t a, double c);    /* a * c**-1 */
-int32_t rg_rsubc(int32_t a, double c);   /* c - a */
-int32_t rg_rdivc(int32_t a, double c);   /* c * a**-1 */
+int32_t rg_rsubc(int32_t a, double c);   /* (-a) + c, two nodes */
+int32_t rg_rdivc(int32_t a, double c);   /* a**-1 * c, two nodes */
 int32_t rg_neg(int32_t a);               /* -a */
 int32_t rg_pow(int32_t a, double k);     /* a ** k */
 int32_t rg_relu(int32_t a);              /* max(a, 0) */
@@ -108,7 +111,32 @@ int32_t rg_child(int32_t h, int i);      /* a new handle to child i */
 int64_t rg_id(int32_t h);                /* stable per node: a hash */
 int rg_same(int32_t h1, int32_t h2);     /* 1 if both name one node */
 
-/* Memory: frees the n dead handles, then compacts the arena if it is due
-   (or if force is set). */
-int rg_collect(const int32_t *dead, int32_t n, int force);
+/* Ops defined in Python (Value(data, _children, _op) and _backward closures).
+   rg_custom makes an RG_PY node with the given data and children;
+   rg_make_custom turns an existing node into one; rg_flag marks a node that
+   Python keeps something for (label, closure) so that its id is reported by
+   rg_take_dead once the node is freed. */
+int32_t rg_custom(double data, const int32_t *children, int32_t n);
+int rg_make_custom(int32_t h);
+int rg_flag(int32_t h);
+int32_t rg_take_dead(uint64_t *out, int32_t cap);
+
+/* Walking a graph that holds Python ops, with Python's help. rg_pin(+1)
+   stops compaction (node indices stay put) until rg_pin(-1). rg_tape writes
+   the indices of the non-leaf nodes root depends on, in creation order, and
+   returns their number (writes nothing if cap is too small). rg_run runs
+   tape[*pos], then onwards (upwards for forward, downwards for backward),
+   until done (RG_OK), an error, or an RG_PY node (RG_PYGRAPH, its id in *id);
+   *pos is left where it stopped. rg_node_backward runs one node's backward
+   (RG_PYGRAPH for an RG_PY node). */
+int rg_pin(int delta);
+int32_t rg_tape(int32_t root, int32_t *out, int32_t cap);
+int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t *id);
+int rg_node_backward(int32_t h);
+
+/* Memory: frees the n dead handles, then compacts the arena if it is due (or
+   if force is set). The m weak handles are not roots in that compaction: one
+   whose node is freed stays in use, naming no node, until it is released.
+   Returns 1 if it compacted, else 0. */
+int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, int force);
 void rg_get_stats(rg_stats *out);

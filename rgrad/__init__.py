@@ -28,7 +28,8 @@ except ImportError:
     _use_installed_copy()
 
 from .engine import (  # noqa: E402
-    Value, collect, get_data, get_grad, set_data, stats, values)
+    Function, Value, collect, get_data, get_grad, set_data, stats, values)
 
-__all__ = ["Value", "collect", "get_data", "get_grad", "set_data", "stats", "values"]
+__all__ = ["Function", "Value", "collect", "get_data", "get_grad", "set_data",
+           "stats", "values"]
 __version__ = "0.1.0"

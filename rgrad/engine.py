@@ -10,8 +10,18 @@ handle table) is due for a collection, C answers RG_COLLECT instead of making
 the node; `_made` then hands `_dead` over, C frees those handles, compacts the
 arena, and the call is made again. No handle refers to another, so Values form
 no reference cycles and die as soon as they are dropped.
+
+Ops defined in Python (micrograd's extension pattern: `Value(data, (self,),
+'tanh')` and an `out._backward` closure) are RG_PY nodes. Python keeps what
+belongs to such a node (its name, label, closure) in dicts keyed by the node's
+id, and C reports the ids of the nodes it frees so that they are dropped. The
+closure must live as long as its node, and it holds `out`, a Value of that very
+node: so at each collection, a Value that nothing but such closures refers to
+(counted with sys.getrefcount) is not a root. Its node then lives only as long
+as something else reaches it.
 """
 import numbers
+import sys
 import threading
 
 from ._rgrad import ffi, lib
@@ -28,6 +38,7 @@ _ERRORS = {
     lib.RG_ENOMEM: (MemoryError, "rgrad: no memory left to grow the node arena"),
     lib.RG_EHANDLE: (ValueError, "rgrad: this Value does not hold a live handle"),
 }
+_RG_PYGRAPH = lib.RG_PYGRAPH
 _RG_COLLECT = lib.RG_COLLECT
 
 
@@ -46,10 +57,30 @@ def collect(force=True):
     """Free the nodes no live Value can reach. rgrad does this by itself as the
     arena grows; calling it only makes it happen now."""
     with _collect_lock:
-        n = len(_dead)
-        batch = ffi.new("int32_t[]", _dead[:n])
-        del _dead[:n]  # only collectors remove, and they hold the lock
-        lib.rg_collect(batch, n, force)
+        while True:
+            n = len(_dead)
+            batch = ffi.new("int32_t[]", _dead[:n])
+            del _dead[:n]  # only collectors remove, and they hold the lock
+            weak = _held_only_by_closures()
+            compacted = lib.rg_collect(batch, n, ffi.new("int32_t[]", weak),
+                                       len(weak), force)
+            # Dropping a freed node's closure may free Values that only it
+            # held (a Python op's input made by another Python op): go again.
+            if not (_forget_freed_nodes() and compacted):
+                return
+            force = True
+
+
+def _forget_freed_nodes():
+    """Drop what Python kept for nodes C has freed; whether a closure went."""
+    ids = ffi.new("uint64_t[]", 1024)
+    closures = len(_closures)
+    while True:
+        k = lib.rg_take_dead(ids, 1024)
+        for i in ffi.unpack(ids, k):
+            _forget(i)
+        if k < 1024:
+            return len(_closures) < closures
 
 
 def _made(code, fn, *args):
@@ -129,12 +160,104 @@ def _handle(s):
 
 
 _OP_NAMES = {
-    lib.RG_LEAF: "", lib.RG_ADD: "+", lib.RG_ADDC: "+", lib.RG_SUB: "-",
-    lib.RG_RSUBC: "-", lib.RG_MUL: "*", lib.RG_MULC: "*", lib.RG_DIV: "/",
-    lib.RG_RDIVC: "/", lib.RG_NEG: "neg", lib.RG_RELU: "ReLU",
+    lib.RG_LEAF: "", lib.RG_ADD: "+", lib.RG_ADDC: "+", lib.RG_MUL: "*",
+    lib.RG_MULC: "*", lib.RG_NEG: "neg", lib.RG_RELU: "ReLU",
     lib.RG_TANH: "tanh", lib.RG_EXP: "exp", lib.RG_LOG: "log",
     lib.RG_SIGMOID: "sigmoid", lib.RG_SOFTPLUS: "softplus", lib.RG_POWV: "**",
+    lib.RG_PY: "",
 }
+
+
+def _nothing():
+    pass
+
+
+# ---- what Python keeps for nodes of ops defined in Python, by node id -------
+
+_names = {}        # id -> the _op string given to Value(data, _children, _op)
+_labels = {}       # id -> label
+_closures = {}     # id -> (_backward closure, its cells that hold a Value of the node)
+_forwards = {}     # id -> (Function subclass, its input Values), for replay
+
+
+def _forget(i):
+    """C freed node i: drop what Python kept for it."""
+    for table in (_names, _labels, _closures, _forwards):
+        table.pop(i, None)
+
+
+def _own_cells(fn, s):
+    """The cells of closure fn that hold a Value of handle s's node."""
+    cells = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            v = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if isinstance(v, Value) and lib.rg_same(v._s, s):
+            cells.append(cell)
+    return tuple(cells)
+
+
+def _held_only_by_closures(_refcount=getattr(sys, "getrefcount", None)):
+    """Handles of Values that only their own node's closure refers to. (Where
+    Python cannot count references, there are none: such nodes then stay.)"""
+    weak = []
+    if _refcount is None:
+        return weak
+    for _, cells in list(_closures.values()):
+        for cell in cells:
+            try:
+                v = cell.cell_contents
+            except ValueError:
+                continue
+            holders = sum(1 for c in cells if c.cell_contents is v)
+            # the references: those cells, `v` here, getrefcount's argument
+            if isinstance(v, Value) and _refcount(v) <= holders + 2:
+                weak.append(v._s)
+    return weak
+
+
+def _walk(root, backward):
+    """backward() or forward() over a graph that may hold Python ops: C runs
+    the built-in ops between them; Python runs each Python op in its turn."""
+    _check(lib.rg_pin(1))
+    try:
+        n = _check(lib.rg_tape(root, ffi.NULL, 0))
+        tape = ffi.new("int32_t[]", n)
+        _check(lib.rg_tape(root, tape, n))
+        pos = ffi.new("int32_t *", n - 1 if backward else 0)
+        node = ffi.new("uint64_t *")
+        if backward:
+            _check(lib.rg_set_grad(root, 1.0))
+        while True:
+            rc = lib.rg_run(tape, n, pos, backward, node)
+            if rc != _RG_PYGRAPH:
+                _check(rc)
+                return
+            i = node[0]
+            if backward:
+                entry = _closures.get(i)
+                if entry is not None:
+                    entry[0]()
+            else:
+                _replay_python_op(i)
+            pos[0] += -1 if backward else 1
+    finally:
+        lib.rg_pin(-1)
+
+
+def _replay_python_op(i):
+    entry, closure = _forwards.get(i), _closures.get(i)
+    if entry is None or closure is None or not closure[1]:
+        raise RuntimeError(
+            f"forward(): the graph holds the op {_names.get(i, '')!r}, defined in "
+            "Python with a _backward closure only, and its data cannot be "
+            "recomputed; define it as an rgrad.Function to make it replayable")
+    cls, inputs = entry
+    out = closure[1][0].cell_contents
+    out.data = cls.forward(*[x.data for x in inputs])
+    out.grad = 0.0
 
 
 class Value:
@@ -143,16 +266,29 @@ class Value:
 
     __slots__ = ("_s",)
 
-    def __init__(self, data, _children=(), _op=""):
-        if _children:
-            raise NotImplementedError(
-                "rgrad: Value(data, _children) (an op defined in Python) is not "
-                "supported yet; use the built-in operators")
+    def __init__(self, data, _children=(), _op="", label=""):
         x = _number(data)
-        s = lib.rg_leaf(x)
-        if s < 0:
-            s = _made(s, lib.rg_leaf, x)
+        if _children:        # an op defined in Python: data computed there
+            kids = tuple(_children)
+            for k in kids:
+                if not isinstance(k, Value):
+                    raise TypeError(f"_children must be Values, not {type(k).__name__!r}")
+            hs = ffi.new("int32_t[]", [k._s for k in kids])
+            s = lib.rg_custom(x, hs, len(kids))
+            if s < 0:
+                s = _made(s, lib.rg_custom, x, hs, len(kids))
+        else:
+            s = lib.rg_leaf(x)
+            if s < 0:
+                s = _made(s, lib.rg_leaf, x)
         self._s = s
+        if _op or label:
+            _check(lib.rg_flag(s))
+            i = lib.rg_id(s)
+            if _op:
+                _names[i] = str(_op)
+            if label:
+                _labels[i] = str(label)
 
     def __del__(self, _append=_dead.append):
         # default argument: still bound while the interpreter shuts down
@@ -183,13 +319,55 @@ class Value:
         """Recompute, in C, the data of every node this one depends on from the
         current data of its leaves, and zero those nodes' grads (leaves keep
         theirs). After a parameter update, `loss.forward(); loss.backward()`
-        gives what rebuilding the graph would."""
-        _check(lib.rg_forward(self._s))
+        gives what rebuilding the graph would. Ops defined in Python are
+        replayed if they are rgrad.Functions; otherwise this raises
+        RuntimeError naming the op."""
+        rc = lib.rg_forward(self._s)
+        if rc == _RG_PYGRAPH:
+            _walk(self._s, False)
+        else:
+            _check(rc)
+
+    @property
+    def _backward(self):
+        """This node's own step of backpropagation: adds its grad, times its
+        local derivatives, into its children's grads (once per call)."""
+        s = self._s
+        if _check(lib.rg_op(s)) == lib.RG_PY:
+            entry = _closures.get(lib.rg_id(s))
+            return entry[0] if entry is not None else _nothing
+
+        def step():
+            _check(lib.rg_node_backward(self._s))
+        return step
+
+    @_backward.setter
+    def _backward(self, fn):
+        # the node becomes an op defined in Python, run by calling fn
+        if not callable(fn):
+            raise TypeError("_backward must be callable")
+        s = self._s
+        _check(lib.rg_make_custom(s))
+        _closures[lib.rg_id(s)] = (fn, _own_cells(fn, s))
+
+    @property
+    def label(self):
+        return _labels.get(lib.rg_id(self._s), "") if _labels else ""
+
+    @label.setter
+    def label(self, text):
+        s = self._s
+        _check(lib.rg_flag(s))
+        _labels[lib.rg_id(s)] = str(text)
 
     def backward(self):
         """Set this node's grad to 1 and add d(self)/d(node) into the grad of
         every node it depends on, as micrograd does (grads accumulate)."""
-        _check(lib.rg_backward(self._s))
+        rc = lib.rg_backward(self._s)
+        if rc == _RG_PYGRAPH:
+            _walk(self._s, True)
+        else:
+            _check(rc)
 
     @property
     def data(self):
@@ -227,6 +405,10 @@ class Value:
 
     @property
     def _op(self):
+        if _names:
+            name = _names.get(lib.rg_id(self._s))
+            if name is not None:
+                return name
         op = _check(lib.rg_op(self._s))
         if op == lib.RG_POW:
             return f"**{_short(lib.rg_arg(self._s))}"
@@ -260,6 +442,46 @@ def _number(x):
     if c is None:
         raise TypeError(f"must be a real number, not {type(x).__name__!r}")
     return c
+
+
+class Function:
+    """An op defined in Python with both a forward and a backward, which
+    `forward()` can replay (in the spirit of torch.autograd.Function):
+
+        class Cube(rgrad.Function):
+            @staticmethod
+            def forward(x):                 # input data -> output data
+                return x ** 3
+            @staticmethod
+            def backward(grad, out, x):     # d root/d out, output data, input data
+                return (3 * x ** 2 * grad,) # -> d root/d input, one per input
+
+        y = Cube.apply(v)
+    """
+
+    @staticmethod
+    def forward(*inputs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(grad, out, *inputs):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs):
+        xs = tuple(x if isinstance(x, Value) else Value(x) for x in inputs)
+        out = Value(cls.forward(*[x.data for x in xs]), xs, cls.__name__)
+
+        def _backward():
+            grads = tuple(cls.backward(out.grad, out.data, *[x.data for x in xs]))
+            if len(grads) != len(xs):
+                raise ValueError(f"{cls.__name__}.backward returned {len(grads)} "
+                                 f"grads for {len(xs)} inputs")
+            for x, g in zip(xs, grads):
+                x.grad += g
+        out._backward = _backward
+        _forwards[lib.rg_id(out._s)] = (cls, xs)
+        return out
 
 
 def _leaf(data, grad):
