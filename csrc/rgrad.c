@@ -39,6 +39,11 @@ _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
 
 enum { FWD, BWD };
 
+/* Anomaly mode, per thread (rg_anomaly): ops check their results, and the
+   first NaN or infinity is described here for Python. */
+static _Thread_local int anomaly;
+static _Thread_local rg_anomaly_info last_anomaly;
+
 #define GC_MIN_NODES (1 << 16)   /* never compact an arena smaller than this */
 #define GC_MIN_SLOTS (1 << 12)   /* nor ask for dead handles below this many */
 #define SLOT_FREE (-1)           /* slot_node of a handle not in use */
@@ -53,6 +58,7 @@ static struct {
     int32_t live;        /* nodes kept by the last compaction */
     int64_t collections;
     uint64_t next_id;
+    int32_t max_nodes;   /* the node budget (rg_set_max_nodes) */
     int32_t n_py;        /* RG_PY nodes in the arena: backward needs Python */
     int32_t pinned;      /* > 0: Python walks a tape of node indices; no compaction */
     uint64_t *dead_ids;  /* ids of F_PY nodes compaction freed, for Python to forget */
@@ -70,6 +76,7 @@ static struct {
     int64_t tape_gen;
 } A = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
+    .max_nodes = INT32_MAX,
     .tape_root = -1,
     .gc_at = GC_MIN_NODES,
     .slot_gc_at = GC_MIN_SLOTS,
@@ -197,6 +204,50 @@ static int arity(int op)
     }
 }
 
+/* ---- anomaly mode ----------------------------------------------------------- */
+
+static void describe(const rg_node *z, int backward, double bad)
+{
+    rg_anomaly_info *d = &last_anomaly;
+    d->op = z->op;
+    d->arg = z->arg;
+    d->backward = backward;
+    d->value = bad;
+    d->nin = 0;
+    if (z->a >= 0) d->inp[d->nin++] = A.nodes[z->a].data;
+    if (z->b >= 0 && z->op != RG_PY) d->inp[d->nin++] = A.nodes[z->b].data;
+    d->out = z->data;
+    d->grad = z->grad;
+}
+
+/* Whether z's forward result is finite; if not, describes it. */
+static int finite_forward(const rg_node *z)
+{
+    if (isfinite(z->data)) return 1;
+    describe(z, 0, z->data);
+    return 0;
+}
+
+/* Whether the grads z's backward step left in its children are finite. */
+static int finite_backward(const rg_node *z)
+{
+    const rg_node *x = z->a >= 0 ? &A.nodes[z->a] : NULL;
+    const rg_node *y = z->b >= 0 ? &A.nodes[z->b] : NULL;
+    if (x && !isfinite(x->grad)) { describe(z, 1, x->grad); return 0; }
+    if (y && !isfinite(y->grad)) { describe(z, 1, y->grad); return 0; }
+    return 1;
+}
+
+void rg_anomaly(int delta)
+{
+    anomaly += delta;
+}
+
+void rg_anomaly_info_get(rg_anomaly_info *out)
+{
+    *out = last_anomaly;
+}
+
 /* ---- handles and the arena (all called with the lock held) --------------- */
 
 static int32_t node_of(int32_t h)
@@ -205,9 +256,15 @@ static int32_t node_of(int32_t h)
     return A.slot_node[h];
 }
 
-/* Room for k more nodes. */
+/* Room for k more nodes, within the budget. Past the budget, asks Python for
+   a collection first if one could free anything. */
 static int reserve_nodes(int64_t k)
 {
+    if (A.n + k > A.max_nodes) {
+        if (A.n == A.live || A.pinned) return RG_EBUDGET;
+        A.gc_at = A.n;          /* due now: rg_collect will compact */
+        return RG_COLLECT;
+    }
     if (A.n + k <= A.cap) return RG_OK;
     int64_t cap = A.cap ? A.cap : 1024;
     while (cap < A.n + k) cap *= 2;
@@ -274,6 +331,7 @@ static int push(int op, int32_t a, int32_t b, double arg)
                     .op = (uint8_t)op };
     int rc = op == RG_PY ? RG_OK : step(A.nodes, z, FWD);  /* Python gave its data */
     if (rc != RG_OK) return rc;
+    if (anomaly && op != RG_LEAF && op != RG_LINK && !finite_forward(z)) return RG_EANOMALY;
     A.next_id++;
     A.n++;
     return RG_OK;
@@ -329,7 +387,10 @@ static int32_t make_via(int op1, int32_t hu, double arg1, int op2, int32_t hx, d
         goto out;
     if ((rc = push(op1, u, -1, arg1)) != RG_OK) goto out;
     int32_t w = A.n - 1;
-    push(op2, x >= 0 ? x : w, x >= 0 ? w : -1, arg2);
+    if ((rc = push(op2, x >= 0 ? x : w, x >= 0 ? w : -1, arg2)) != RG_OK) {
+        A.n--;                  /* anomaly mode refused z: w goes too */
+        goto out;
+    }
     rc = new_handle(A.n - 1);
 out:
     pthread_mutex_unlock(&A.lock);
@@ -393,6 +454,7 @@ static int tape_for(int32_t r)
 
 int rg_backward(int32_t root)
 {
+    int rc = RG_OK;
     pthread_mutex_lock(&A.lock);
     int32_t r = node_of(root);
     if (r >= 0 && A.n_py > 0) {
@@ -400,7 +462,14 @@ int rg_backward(int32_t root)
     } else if (r >= 0) {
         rg_node *nodes = A.nodes;
         nodes[r].grad = 1.0;
-        if (tape_holds(r)) {                 /* replayed: walk its tape */
+        if (anomaly) {                       /* checked, node by node */
+            rc = tape_for(r);
+            for (int32_t k = A.tape_len - 1; rc == RG_OK && k >= 0; k--) {
+                rg_node *z = &nodes[A.tape[k]];
+                step(nodes, z, BWD);
+                if (!finite_backward(z)) rc = RG_EANOMALY;
+            }
+        } else if (tape_holds(r)) {          /* replayed: walk its tape */
             for (int32_t k = A.tape_len - 1; k >= 0; k--)
                 step(nodes, &nodes[A.tape[k]], BWD);
         } else {                             /* mark and walk down in one pass */
@@ -417,7 +486,7 @@ int rg_backward(int32_t root)
         }
     }
     pthread_mutex_unlock(&A.lock);
-    return r >= 0 ? RG_OK : r == RG_PYGRAPH ? RG_PYGRAPH : RG_EHANDLE;
+    return r >= 0 ? rc : r == RG_PYGRAPH ? RG_PYGRAPH : RG_EHANDLE;
 }
 
 /* ---- replay ---------------------------------------------------------------- */
@@ -435,6 +504,7 @@ int rg_forward(int32_t root)
         rg_node *z = &nodes[A.tape[k]];
         z->grad = 0.0;
         rc = step(nodes, z, FWD);
+        if (anomaly && rc == RG_OK && !finite_forward(z)) rc = RG_EANOMALY;
     }
 out:
     pthread_mutex_unlock(&A.lock);
@@ -487,18 +557,24 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
     if ((rc = reserve_nodes(nout * (2 * (int64_t)nin + (relu != 0)))) != RG_OK ||
         (rc = reserve_handles(nout)) != RG_OK)
         goto out;
-    for (int32_t j = 0; j < nout; j++) {
+    int32_t n0 = A.n, j = 0;
+    for (; j < nout && rc == RG_OK; j++) {
         int32_t act = ib[j];
-        for (int32_t i = 0; i < nin; i++) {   /* act = act + w[j,i] * x[i] */
-            push(RG_MUL, iw[(int64_t)j * nin + i], ix[i], 0.0);
-            push(RG_ADD, act, A.n - 1, 0.0);
-            act = A.n - 1;
+        for (int32_t i = 0; i < nin && rc == RG_OK; i++) {   /* act = act + w[j,i] * x[i] */
+            if ((rc = push(RG_MUL, iw[(int64_t)j * nin + i], ix[i], 0.0)) == RG_OK &&
+                (rc = push(RG_ADD, act, A.n - 1, 0.0)) == RG_OK)
+                act = A.n - 1;
         }
-        if (relu) {
-            push(RG_RELU, act, -1, 0.0);
+        if (relu && rc == RG_OK && (rc = push(RG_RELU, act, -1, 0.0)) == RG_OK)
             act = A.n - 1;
+        if (rc == RG_OK) out[j] = new_handle(act);
+    }
+    if (rc != RG_OK) {          /* anomaly mode refused a node: undo the layer */
+        for (int32_t k = 0; k < j - 1; k++) {
+            A.slot_node[out[k]] = SLOT_FREE;
+            A.free_slots[A.nfree++] = out[k];
         }
-        out[j] = new_handle(act);
+        A.n = n0;
     }
 out:
     pthread_mutex_unlock(&A.lock);
@@ -785,6 +861,10 @@ int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t 
         if (z->op == RG_PY) { rc = RG_PYGRAPH; *id = node_id(z); break; }
         if (!backward) z->grad = 0.0;
         if ((rc = step(A.nodes, z, backward ? BWD : FWD)) != RG_OK) break;
+        if (anomaly && !(backward ? finite_backward(z) : finite_forward(z))) {
+            rc = RG_EANOMALY;
+            break;
+        }
     }
     *pos = k;
     pthread_mutex_unlock(&A.lock);
@@ -917,6 +997,15 @@ int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, i
     return compacted;
 }
 
+int rg_set_max_nodes(int64_t n)
+{
+    if (n < 1) return RG_EHANDLE;
+    pthread_mutex_lock(&A.lock);
+    A.max_nodes = n > INT32_MAX ? INT32_MAX : (int32_t)n;
+    pthread_mutex_unlock(&A.lock);
+    return RG_OK;
+}
+
 void rg_get_stats(rg_stats *out)
 {
     pthread_mutex_lock(&A.lock);
@@ -926,5 +1015,6 @@ void rg_get_stats(rg_stats *out)
     out->handles = A.nslots - A.nfree;
     out->collections = A.collections;
     out->node_bytes = sizeof(rg_node);
+    out->max_nodes = A.max_nodes;
     pthread_mutex_unlock(&A.lock);
 }

@@ -17,7 +17,9 @@ enum {
     RG_EHANDLE = -5,    /* ValueError: not a live handle (a tampered Value._s) */
     RG_COLLECT = -6,    /* not an error: hand over dead handles (rg_collect), then retry */
     RG_EPYOP = -7,      /* a forward that C cannot compute: an op defined in Python */
-    RG_PYGRAPH = -8     /* not an error: the graph has Python ops; walk it with rg_run */
+    RG_PYGRAPH = -8,    /* not an error: the graph has Python ops; walk it with rg_run */
+    RG_EBUDGET = -9,    /* MemoryError: the node budget (rg_set_max_nodes) is spent */
+    RG_EANOMALY = -10   /* FloatingPointError: NaN or infinity in anomaly mode */
 };
 
 /* Op codes, as stored in a node. */
@@ -36,7 +38,21 @@ typedef struct {
     int64_t handles;      /* handles in use */
     int64_t collections;  /* compactions run so far */
     int64_t node_bytes;   /* sizeof one node */
+    int64_t max_nodes;    /* the node budget */
 } rg_stats;
+
+/* What anomaly mode found: the op, its inputs' and output's data, and the bad
+   number (the output in forward, a gradient it passed on in backward). */
+typedef struct {
+    int op;
+    int backward;
+    int nin;
+    double inp[2];
+    double arg;
+    double out;
+    double grad;
+    double value;
+} rg_anomaly_info;
 
 /* Making nodes: each returns the new node's handle, or a result code. */
 int32_t rg_leaf(double x);
@@ -140,3 +156,11 @@ int rg_node_backward(int32_t h);
    Returns 1 if it compacted, else 0. */
 int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, int force);
 void rg_get_stats(rg_stats *out);
+
+/* The node budget: making a node past it fails with RG_EBUDGET (after a
+   collection, if one could help). n >= 1. */
+int rg_set_max_nodes(int64_t n);
+
+/* Anomaly mode for the calling thread: on while the sum of deltas is > 0. */
+void rg_anomaly(int delta);
+void rg_anomaly_info_get(rg_anomaly_info *out);

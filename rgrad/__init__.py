@@ -28,8 +28,9 @@ except ImportError:
     _use_installed_copy()
 
 from .engine import (  # noqa: E402
-    Function, Value, collect, get_data, get_grad, set_data, stats, values)
+    Function, Value, collect, detect_anomaly, get_data, get_grad, set_data,
+    set_max_nodes, stats, values)
 
-__all__ = ["Function", "Value", "collect", "get_data", "get_grad", "set_data",
-           "stats", "values"]
+__all__ = ["Function", "Value", "collect", "detect_anomaly", "get_data",
+           "get_grad", "set_data", "set_max_nodes", "stats", "values"]
 __version__ = "0.1.0"

@@ -20,13 +20,17 @@ node: so at each collection, a Value that nothing but such closures refers to
 (counted with sys.getrefcount) is not a root. Its node then lives only as long
 as something else reaches it.
 """
+import contextlib
+import math
 import numbers
+import os
 import sys
 import threading
 
 from ._rgrad import ffi, lib
 
-__all__ = ["Value", "collect", "stats", "values", "get_data", "get_grad", "set_data"]
+__all__ = ["Value", "Function", "collect", "stats", "values", "get_data",
+           "get_grad", "set_data", "set_max_nodes", "detect_anomaly"]
 
 _dead = []                      # handles of dead Values, not yet handed to C
 _collect_lock = threading.Lock()
@@ -39,10 +43,20 @@ _ERRORS = {
     lib.RG_EHANDLE: (ValueError, "rgrad: this Value does not hold a live handle"),
 }
 _RG_PYGRAPH = lib.RG_PYGRAPH
+_RG_EBUDGET = lib.RG_EBUDGET
 _RG_COLLECT = lib.RG_COLLECT
 
 
 def _error(code):
+    if code == lib.RG_EBUDGET:
+        s = stats()
+        return MemoryError(
+            f"rgrad: the node budget of {s['max_nodes']:,} nodes is spent: "
+            f"{s['nodes']:,} nodes are still reachable from live Values. Drop "
+            "graphs you no longer need, or raise the budget with "
+            "rgrad.set_max_nodes(n) or the RGRAD_MAX_NODES environment variable.")
+    if code == lib.RG_EANOMALY:
+        return _anomaly_error()
     kind, message = _ERRORS[code]
     return kind(message)
 
@@ -86,19 +100,58 @@ def _forget_freed_nodes():
 def _made(code, fn, *args):
     """The handle that fn(*args) gave in place of `code`: collects and calls
     again while C asks for dead handles, raises for an error."""
-    while code == _RG_COLLECT:
-        collect(force=False)
+    retried = False
+    while code == _RG_COLLECT or (code == _RG_EBUDGET and _dead and not retried):
+        retried |= code == _RG_EBUDGET  # dead Values C has not seen: collect once
+        collect(force=code == _RG_EBUDGET)
         code = fn(*args)
     return _check(code)
 
 
 def stats():
     """The arena's size: nodes held, capacity, nodes kept by the last
-    collection, handles in use, collections run, bytes per node."""
+    collection, handles in use, collections run, bytes per node, the budget."""
     s = ffi.new("rg_stats *")
     lib.rg_get_stats(s)
-    return {k: getattr(s, k) for k in
-            ("nodes", "capacity", "live", "handles", "collections", "node_bytes")}
+    return {k: getattr(s, k) for k in ("nodes", "capacity", "live", "handles",
+                                       "collections", "node_bytes", "max_nodes")}
+
+
+def set_max_nodes(n):
+    """Cap the arena at n nodes (None: no cap). Making a node past the cap
+    raises MemoryError (after a collection, if one could make room); the engine
+    stays usable. RGRAD_MAX_NODES in the environment sets it at import."""
+    if n is None:
+        n = 2**31 - 1
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"set_max_nodes takes a whole number >= 1 or None, not {n!r}")
+    _check(lib.rg_set_max_nodes(min(int(n), 2**31 - 1)))
+
+
+@contextlib.contextmanager
+def detect_anomaly():
+    """Within this block (in this thread), the first built-in op whose forward
+    result, or whose backward gradient, is NaN or infinite raises
+    FloatingPointError naming the op and its inputs. Outside it NaN and
+    infinity propagate as in Python floats, and nothing is checked."""
+    lib.rg_anomaly(1)
+    try:
+        yield
+    finally:
+        lib.rg_anomaly(-1)
+
+
+def _anomaly_error():
+    d = ffi.new("rg_anomaly_info *")
+    lib.rg_anomaly_info_get(d)
+    name = _op_name(d.op, d.arg)
+    inputs = ", ".join(repr(d.inp[k]) for k in range(d.nin))
+    if d.backward:
+        where = (f"backward of {name!r} (output data {d.out!r}, grad {d.grad!r}) "
+                 f"passed a gradient of {d.value!r} to its inputs")
+    else:
+        where = f"forward of {name!r} gave {d.value!r}"
+    return FloatingPointError(f"rgrad anomaly: {where}; input data: ({inputs})")
 
 
 def _real(x):
@@ -410,11 +463,7 @@ class Value:
             if name is not None:
                 return name
         op = _check(lib.rg_op(self._s))
-        if op == lib.RG_POW:
-            return f"**{_short(lib.rg_arg(self._s))}"
-        if op == lib.RG_RPOWC:
-            return f"{_short(lib.rg_arg(self._s))}**"
-        return _OP_NAMES[op]
+        return _op_name(op, lib.rg_arg(self._s))
 
     def __eq__(self, other):
         # handles to one node are one Value (as a micrograd object is itself)
@@ -435,6 +484,14 @@ class Value:
 
 def _short(k):
     return int(k) if k.is_integer() else k
+
+
+def _op_name(op, arg):
+    if op == lib.RG_POW:
+        return f"**{_short(arg)}"
+    if op == lib.RG_RPOWC:
+        return f"{_short(arg)}**"
+    return _OP_NAMES[op]
 
 
 def _number(x):
@@ -547,3 +604,10 @@ def set_data(vs, xs):
     if m != n:
         raise ValueError(f"set_data: {n} Values but {m} numbers")
     _check(lib.rg_set_many(hs, n, lib.RG_DATA, buf))
+
+
+if os.environ.get("RGRAD_MAX_NODES"):
+    try:
+        set_max_nodes(int(os.environ["RGRAD_MAX_NODES"]))
+    except ValueError as e:
+        raise ValueError(f"RGRAD_MAX_NODES={os.environ['RGRAD_MAX_NODES']!r}: {e}") from None
