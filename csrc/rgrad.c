@@ -417,34 +417,49 @@ static int tape_holds(int32_t r)
     return A.tape_root == r && A.tape_gen == A.collections;
 }
 
-/* Makes the tape the one for node r. */
+/* Marks node j, counting it among the marked nodes not yet visited. */
+static inline void mark_one(uint8_t *mark, int32_t j, int32_t *pending)
+{
+    if (j >= 0 && !mark[j]) {
+        mark[j] = 1;
+        (*pending)++;
+    }
+}
+
+/* Makes the tape the one for node r. The walk down stops at the last node r
+   depends on, so its cost is the graph's, not the arena's. */
 static int tape_for(int32_t r)
 {
     if (tape_holds(r)) return RG_OK;
     rg_node *nodes = A.nodes;
     uint8_t *mark = A.mark;
-    int32_t count = 0;
-    mark[r] = 1;
-    for (int32_t i = r; i >= 0; i--) {      /* mark what r depends on */
-        if (!mark[i]) continue;
-        count += nodes[i].op != RG_LEAF && nodes[i].op != RG_LINK;
-        if (nodes[i].a >= 0) mark[nodes[i].a] = 1;
-        if (nodes[i].b >= 0) mark[nodes[i].b] = 1;
-    }
-    if (count > A.tape_cap) {
-        int32_t *tape = realloc(A.tape, (size_t)count * sizeof *tape);
-        if (!tape) {
-            memset(mark, 0, (size_t)r + 1);
-            return RG_ENOMEM;
-        }
-        A.tape = tape;
-        A.tape_cap = count;
-    }
-    int32_t k = 0;
-    for (int32_t i = 0; i <= r; i++) {
+    int32_t pending = 0, k = 0;
+    A.tape_root = -1;                       /* not valid while it is rebuilt */
+    mark_one(mark, r, &pending);
+    for (int32_t i = r; pending > 0; i--) {
         if (!mark[i]) continue;
         mark[i] = 0;
-        if (nodes[i].op != RG_LEAF && nodes[i].op != RG_LINK) A.tape[k++] = i;
+        pending--;
+        mark_one(mark, nodes[i].a, &pending);
+        mark_one(mark, nodes[i].b, &pending);
+        if (nodes[i].op == RG_LEAF || nodes[i].op == RG_LINK) continue;
+        if (k == A.tape_cap) {
+            int32_t cap = A.tape_cap ? 2 * A.tape_cap : 1024;
+            int32_t *tape = realloc(A.tape, (size_t)cap * sizeof *tape);
+            if (!tape) {
+                for (int32_t j = i - 1; pending > 0; j--)   /* leave no marks */
+                    if (mark[j]) { mark[j] = 0; pending--; }
+                return RG_ENOMEM;
+            }
+            A.tape = tape;
+            A.tape_cap = cap;
+        }
+        A.tape[k++] = i;
+    }
+    for (int32_t lo = 0, hi = k - 1; lo < hi; lo++, hi--) {   /* creation order */
+        int32_t t = A.tape[lo];
+        A.tape[lo] = A.tape[hi];
+        A.tape[hi] = t;
     }
     A.tape_len = k;
     A.tape_root = r;
@@ -474,13 +489,15 @@ int rg_backward(int32_t root)
                 step(nodes, &nodes[A.tape[k]], BWD);
         } else {                             /* mark and walk down in one pass */
             uint8_t *mark = A.mark;
-            mark[r] = 1;
-            for (int32_t i = r; i >= 0; i--) {
+            int32_t pending = 0;
+            mark_one(mark, r, &pending);
+            for (int32_t i = r; pending > 0; i--) {
                 if (!mark[i]) continue;
                 mark[i] = 0;
+                pending--;
                 rg_node *z = &nodes[i];
-                if (z->a >= 0) mark[z->a] = 1;
-                if (z->b >= 0) mark[z->b] = 1;
+                mark_one(mark, z->a, &pending);
+                mark_one(mark, z->b, &pending);
                 step(nodes, z, BWD);
             }
         }
