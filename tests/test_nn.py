@@ -1,7 +1,5 @@
-"""rgrad.nn against micrograd.nn, the demo loop, make_moons and the CLI."""
+"""rgrad.nn against micrograd.nn, the demo loop and make_moons (the CLI: test_cli.py)."""
 import random
-import subprocess
-import sys
 
 import pytest
 
@@ -126,19 +124,3 @@ def test_make_moons_rejects_bad_arguments():
         make_moons(1)
     with pytest.raises(ValueError):
         make_moons(10, noise=-1)
-
-
-def test_cli_demo_runs_and_reports():
-    out = subprocess.run([sys.executable, "-m", "rgrad", "demo", "--steps", "3"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "step   2" in out.stdout and "ms per step" in out.stdout
-
-
-@pytest.mark.parametrize("args", [[], ["demo", "--steps", "0"], ["demo", "--steps", "x"],
-                                  ["nonsense"]])
-def test_cli_rejects_bad_options_with_usage(args):
-    out = subprocess.run([sys.executable, "-m", "rgrad", *args],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2
-    assert "usage:" in out.stderr
