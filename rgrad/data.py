@@ -5,7 +5,8 @@ import random
 __all__ = ["make_moons"]
 
 
-def make_moons(n_samples=100, noise=0.1, seed=None):
+def make_moons(n_samples: int = 100, noise: float = 0.1,
+               seed: int | None = None) -> tuple[list[list[float]], list[int]]:
     """Two interleaving half circles, as scikit-learn's make_moons draws them.
 
     Returns (X, y): X a list of [x0, x1] points, y a list of labels, 0 for the

@@ -1,7 +1,11 @@
 """Losses for models of micrograd's size, built from rgrad's ops (each op's
 derivative lives in C). Each takes lists of Values (or numbers) and returns
 one Value, the mean over the examples."""
+from collections.abc import Iterable, Sequence
+
 from .engine import Value
+
+Scalar = Value | float
 
 __all__ = ["hinge", "mse", "bce_with_logits", "softmax_cross_entropy"]
 
@@ -13,25 +17,25 @@ def _mean(terms):
     return sum(terms) * (1.0 / len(terms))
 
 
-def hinge(scores, targets):
+def hinge(scores: Iterable[Scalar], targets: Iterable[float]) -> Value:
     """Max-margin loss, mean of relu(1 - y * s), targets y in {-1, +1} (the
     loss of micrograd's demo)."""
     return _mean((1 + -y * s).relu() for s, y in zip(scores, targets, strict=True))
 
 
-def mse(predictions, targets):
+def mse(predictions: Iterable[Scalar], targets: Iterable[Scalar]) -> Value:
     """Mean squared error, mean of (p - t)**2."""
     return _mean((p - t) ** 2 for p, t in zip(predictions, targets, strict=True))
 
 
-def bce_with_logits(logits, targets):
+def bce_with_logits(logits: Iterable[Scalar], targets: Iterable[float]) -> Value:
     """Binary cross-entropy of sigmoid(x) against t in [0, 1], as
     softplus(x) - x t: exact for logits of any size."""
     return _mean(Value.softplus(_value(x)) - x * t
                  for x, t in zip(logits, targets, strict=True))
 
 
-def softmax_cross_entropy(logits, targets):
+def softmax_cross_entropy(logits: Iterable[Sequence[Scalar]], targets: Iterable[int]) -> Value:
     """Cross-entropy of softmax(row) against the class index t, for each row
     of logits: logsumexp(row) - row[t], with the row's largest value taken
     out before exp so that nothing overflows."""

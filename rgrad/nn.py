@@ -10,6 +10,7 @@ the array is rebuilt whenever any module's attributes or parameter lists
 change, which `_ParamList` and `Module.__setattr__` report by bumping `_epoch`.
 """
 import random
+from typing import Any, Sequence
 
 from ._rgrad import ffi, lib
 from .engine import Value, _handle, _made, _number
@@ -47,15 +48,15 @@ class Module:
         _epoch[0] += 1
         object.__setattr__(self, name, value)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set the grad of every parameter to zero."""
         for p in self.parameters():
             p.grad = 0.0
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return []
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix: str = "") -> list[tuple[str, Value]]:
         """(name, Value) pairs, found by walking the module's attributes: Values,
         Modules, and lists or tuples of them, named like PyTorch's
         ("layers.0.neurons.3.w.1")."""
@@ -71,11 +72,11 @@ class Module:
                     yield from walk(val, f"{name}.{i}" if name else str(i))
         return list(walk(self, prefix))
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, float]:
         """{parameter name: data}, for saving a trained model."""
         return {name: p.data for name, p in self.named_parameters()}
 
-    def load_state_dict(self, state, strict=True):
+    def load_state_dict(self, state: dict[str, float], strict: bool = True) -> None:
         """Load parameter data saved by state_dict(). With strict, the names must
         match exactly (RuntimeError otherwise, as in PyTorch)."""
         params = dict(self.named_parameters())
@@ -91,18 +92,18 @@ class Module:
 
 class Neuron(Module):
 
-    def __init__(self, nin, nonlin=True):
+    def __init__(self, nin: int, nonlin: bool = True) -> None:
         self.w = _ParamList(Value(random.uniform(-1, 1)) for _ in range(nin))
         self.b = Value(0.0)
         self.nonlin = nonlin
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Value | float]) -> Value:
         act = self.b
         for wi, xi in zip(self.w, x):
             act = act + wi * xi
         return act.relu() if self.nonlin else act
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return self.w + [self.b]
 
     def __repr__(self):
@@ -111,10 +112,10 @@ class Neuron(Module):
 
 class Layer(Module):
 
-    def __init__(self, nin, nout, **kwargs):
+    def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = _ParamList(Neuron(nin, **kwargs) for _ in range(nout))
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
         plan = self._plan()
         if plan is None or not isinstance(x, (list, tuple)) or len(x) != plan[2]:
             out = [n(x) for n in self.neurons]     # micrograd's way, op by op
@@ -157,7 +158,7 @@ class Layer(Module):
         state.pop("_cached_plan", None)   # C arrays: rebuilt on the next call
         return state
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
 
     def __repr__(self):
@@ -166,18 +167,18 @@ class Layer(Module):
 
 class MLP(Module):
 
-    def __init__(self, nin, nouts):
+    def __init__(self, nin: int, nouts: Sequence[int]) -> None:
         sizes = [nin] + list(nouts)
         last = len(nouts) - 1
         self.layers = [Layer(sizes[i], sizes[i + 1], nonlin=i != last)
                        for i in range(len(nouts))]
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
         for layer in self.layers:
             x = layer(x)
         return x
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return [p for layer in self.layers for p in layer.parameters()]
 
     def __repr__(self):

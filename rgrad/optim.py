@@ -5,6 +5,8 @@
 
 `lr` (and the other hyperparameters) may change between steps.
 """
+from collections.abc import Iterable
+
 from ._rgrad import ffi, lib
 from .engine import Value, _check
 
@@ -15,7 +17,7 @@ class Optimizer:
     """Holds the parameters' handles in a C array; the parameters themselves
     are kept alive by `self.params`."""
 
-    def __init__(self, params, lr):
+    def __init__(self, params: Iterable[Value], lr: float) -> None:
         self.params = list(params)
         if not self.params:
             raise ValueError("optimizer got an empty parameter list")
@@ -29,11 +31,11 @@ class Optimizer:
         self._h = ffi.new("int32_t[]", [p._s for p in self.params])
         self._zeros = ffi.new("double[]", self._n)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every parameter's grad to zero."""
         _check(lib.rg_set_many(self._h, self._n, lib.RG_GRAD, self._zeros))
 
-    def step(self):
+    def step(self) -> None:
         raise NotImplementedError
 
 
@@ -42,7 +44,8 @@ class SGD(Optimizer):
     the running sum buf = momentum * buf + g takes g's place. With the defaults
     this is exactly micrograd's `p.data -= lr * p.grad`."""
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+    def __init__(self, params: Iterable[Value], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0) -> None:
         super().__init__(params, lr)
         if not momentum >= 0.0 or not weight_decay >= 0.0:
             raise ValueError("momentum and weight_decay must be >= 0")
@@ -51,7 +54,7 @@ class SGD(Optimizer):
         self._velocity = None
         self._first = True
 
-    def step(self):
+    def step(self) -> None:
         velocity = ffi.NULL
         if self.momentum != 0.0:
             if self._velocity is None:
@@ -67,7 +70,9 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma and Ba), computed as torch.optim.Adam computes it."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params: Iterable[Value], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
         super().__init__(params, lr)
         b1, b2 = betas
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
@@ -81,7 +86,7 @@ class Adam(Optimizer):
         self._m = ffi.new("double[]", self._n)
         self._v = ffi.new("double[]", self._n)
 
-    def step(self):
+    def step(self) -> None:
         self.t += 1
         b1, b2 = self.betas
         _check(lib.rg_adam_step(self._h, self._n, self.lr, b1, b2, self.eps,
