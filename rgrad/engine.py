@@ -21,7 +21,6 @@ node: so at each collection, a Value that nothing but such closures refers to
 as something else reaches it.
 """
 import contextlib
-import math
 import numbers
 import os
 import sys
@@ -207,6 +206,7 @@ def _unary(fn):
 
 
 def _handle(s):
+    # the operator methods above inline this: one call fewer per op
     out = _new(Value)
     out._s = s
     return out
@@ -259,16 +259,19 @@ def _held_only_by_closures(_refcount=getattr(sys, "getrefcount", None)):
     if _refcount is None:
         return weak
     for _, cells in list(_closures.values()):
-        for cell in cells:
-            try:
-                v = cell.cell_contents
-            except ValueError:
-                continue
-            holders = sum(1 for c in cells if c.cell_contents is v)
-            # the references: those cells, `v` here, getrefcount's argument
-            if isinstance(v, Value) and _refcount(v) <= holders + 2:
+        held = [_contents(cell) for cell in cells]
+        for v in held:
+            # the references: the cells holding v, `v` here, getrefcount's argument
+            if isinstance(v, Value) and _refcount(v) <= sum(h is v for h in held) + 2:
                 weak.append(v._s)
     return weak
+
+
+def _contents(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # the variable was deleted in its function
+        return None
 
 
 def _walk(root, backward):
@@ -308,7 +311,7 @@ def _replay_python_op(i):
             "Python with a _backward closure only, and its data cannot be "
             "recomputed; define it as an rgrad.Function to make it replayable")
     cls, inputs = entry
-    out = closure[1][0].cell_contents
+    out = _contents(closure[1][0])
     out.data = cls.forward(*[x.data for x in inputs])
     out.grad = 0.0
 
