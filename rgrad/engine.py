@@ -261,8 +261,9 @@ def _held_only_by_closures(_refcount=getattr(sys, "getrefcount", None)):
     for _, cells in list(_closures.values()):
         held = [_contents(cell) for cell in cells]
         for v in held:
-            # the references: the cells holding v, `v` here, getrefcount's argument
-            if isinstance(v, Value) and _refcount(v) <= sum(h is v for h in held) + 2:
+            # the references: c cells and c entries of `held`, `v` here, and
+            # getrefcount's argument, where c cells hold v
+            if isinstance(v, Value) and _refcount(v) <= 2 * sum(h is v for h in held) + 2:
                 weak.append(v._s)
     return weak
 
