@@ -59,6 +59,7 @@ static struct {
     int64_t collections;
     uint64_t next_id;
     int32_t max_nodes;   /* the node budget (rg_set_max_nodes) */
+    int check;           /* anomaly mode of the thread holding the lock (push) */
     int32_t n_py;        /* RG_PY nodes in the arena: backward needs Python */
     int32_t pinned;      /* > 0: Python walks a tape of node indices; no compaction */
     uint64_t *dead_ids;  /* ids of F_PY nodes compaction freed, for Python to forget */
@@ -331,16 +332,26 @@ static int push(int op, int32_t a, int32_t b, double arg)
                     .op = (uint8_t)op };
     int rc = op == RG_PY ? RG_OK : step(A.nodes, z, FWD);  /* Python gave its data */
     if (rc != RG_OK) return rc;
-    if (anomaly && op != RG_LEAF && op != RG_LINK && !finite_forward(z)) return RG_EANOMALY;
+    if (A.check && op != RG_LEAF && op != RG_LINK && op != RG_PY && !finite_forward(z))
+        return RG_EANOMALY;
     A.next_id++;
     A.n++;
     return RG_OK;
 }
 
+/* Takes the lock for a call that makes nodes. The thread's anomaly flag is
+   read here, once: thread-local storage costs a call per access in a
+   shared library. */
+static void lock_to_make(void)
+{
+    pthread_mutex_lock(&A.lock);
+    A.check = anomaly;
+}
+
 static int32_t make(int op, int32_t ha, int32_t hb, double arg)
 {
     int32_t rc;
-    pthread_mutex_lock(&A.lock);
+    lock_to_make();
     if (collection_due()) { rc = RG_COLLECT; goto out; }
     int32_t a = -1, b = -1;
     int k = arity(op);
@@ -379,7 +390,7 @@ int32_t rg_rpowc(int32_t a, double c) { return make(RG_RPOWC, a, -1, c); }
 static int32_t make_via(int op1, int32_t hu, double arg1, int op2, int32_t hx, double arg2)
 {
     int32_t rc, u, x = -1;
-    pthread_mutex_lock(&A.lock);
+    lock_to_make();
     if (collection_due()) { rc = RG_COLLECT; goto out; }
     if ((u = node_of(hu)) < 0) { rc = RG_EHANDLE; goto out; }
     if (arity(op2) == 2 && (x = node_of(hx)) < 0) { rc = RG_EHANDLE; goto out; }
@@ -517,11 +528,12 @@ int rg_forward(int32_t root)
     if (A.n_py > 0) { rc = RG_PYGRAPH; goto out; }   /* Python walks it with rg_run */
     if ((rc = tape_for(r)) != RG_OK) goto out;
     rg_node *nodes = A.nodes;
+    int check = anomaly;
     for (int32_t k = 0; k < A.tape_len && rc == RG_OK; k++) {
         rg_node *z = &nodes[A.tape[k]];
         z->grad = 0.0;
         rc = step(nodes, z, FWD);
-        if (anomaly && rc == RG_OK && !finite_forward(z)) rc = RG_EANOMALY;
+        if (check && rc == RG_OK && !finite_forward(z)) rc = RG_EANOMALY;
     }
 out:
     pthread_mutex_unlock(&A.lock);
@@ -533,7 +545,7 @@ out:
 int rg_leaves(const double *xs, int32_t n, int32_t *out)
 {
     int rc;
-    pthread_mutex_lock(&A.lock);
+    lock_to_make();
     if (n < 0) { rc = RG_EHANDLE; goto out; }
     if (collection_due()) { rc = RG_COLLECT; goto out; }
     if ((rc = reserve_nodes(n)) != RG_OK || (rc = reserve_handles(n)) != RG_OK)
@@ -561,7 +573,7 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
     int rc;
     int64_t nw = (int64_t)nin * nout;
     int32_t *idx = NULL;
-    pthread_mutex_lock(&A.lock);
+    lock_to_make();
     if (nin < 0 || nout < 0) { rc = RG_EHANDLE; goto out; }
     if (collection_due()) { rc = RG_COLLECT; goto out; }
     /* node indices of w, then b, then x: resolved before anything is made */
@@ -783,7 +795,7 @@ int64_t rg_id(int32_t h)
 int32_t rg_custom(double data, const int32_t *children, int32_t n)
 {
     int32_t rc, *idx = NULL;
-    pthread_mutex_lock(&A.lock);
+    lock_to_make();
     if (n < 0) { rc = RG_EHANDLE; goto out; }
     if (collection_due()) { rc = RG_COLLECT; goto out; }
     idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
@@ -871,6 +883,7 @@ int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t 
     int rc = RG_OK;
     pthread_mutex_lock(&A.lock);
     int32_t k = *pos, dk = backward ? -1 : 1;
+    int check = anomaly;
     for (; k >= 0 && k < n; k += dk) {
         int32_t i = tape[k];
         if (i < 0 || i >= A.n) { rc = RG_EHANDLE; break; }
@@ -878,7 +891,7 @@ int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t 
         if (z->op == RG_PY) { rc = RG_PYGRAPH; *id = node_id(z); break; }
         if (!backward) z->grad = 0.0;
         if ((rc = step(A.nodes, z, backward ? BWD : FWD)) != RG_OK) break;
-        if (anomaly && !(backward ? finite_backward(z) : finite_forward(z))) {
+        if (check && !(backward ? finite_backward(z) : finite_forward(z))) {
             rc = RG_EANOMALY;
             break;
         }
