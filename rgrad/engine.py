@@ -259,6 +259,15 @@ def _held_only_by_closures(_refcount=getattr(sys, "getrefcount", None)):
     if _refcount is None:
         return weak
     for _, cells in list(_closures.values()):
+        # A cell is referenced by the closure, by `cells`, by `cell` here and
+        # by getrefcount's argument; one more is the frame that made it, still
+        # running (between `out._backward = ...` and `return out`): then the
+        # Value is in use even though only the cell holds it.
+        busy = False
+        for cell in cells:
+            busy = busy or _refcount(cell) > 4
+        if busy:
+            continue
         held = [_contents(cell) for cell in cells]
         for v in held:
             # the references: c cells and c entries of `held`, `v` here, and

@@ -1,0 +1,249 @@
+"""Threads sharing rgrad's one arena: each builds, replays and differentiates
+its own graphs and trains its own model while the others do the same, make
+garbage, and collect. Every number a thread sees must be exactly (==) what
+the same work gives when run alone, one job after another, in one thread.
+
+Threads start together at a Barrier and are joined with a timeout; nothing
+here depends on how long anything takes."""
+import math
+import random
+import sys
+import threading
+import time
+
+import pytest
+
+import rgrad
+from rgrad import Value
+from rgrad.nn import MLP
+from rgrad.optim import SGD
+
+THREADS = 6
+JOIN_TIMEOUT = 120.0
+
+
+@pytest.fixture(autouse=True)
+def frequent_thread_switches():
+    """Switch threads every few microseconds (not every 5 ms), so that their
+    calls interleave finely."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(old)
+
+
+class Cube(rgrad.Function):
+    """An op defined in Python, replayable by forward()."""
+
+    @staticmethod
+    def forward(x):
+        return x ** 3
+
+    @staticmethod
+    def backward(grad, out, x):
+        return (3.0 * x * x * grad,)
+
+
+def floats(xs):
+    """A list of floats from get_data / get_grad (numpy array or list)."""
+    return [float(x) for x in xs]
+
+
+def job(seed, steps, python_ops=False, collector=False):
+    """One thread's work, deterministic in seed: every number it saw."""
+    rng = random.Random(seed)
+    seen = []
+
+    # a model of its own; MLP draws from the shared `random`, so the weights
+    # are then set from this job's own generator
+    model = MLP(3, [8, 8, 1])
+    for p in model.parameters():
+        p.data = rng.uniform(-1.0, 1.0)
+    opt = SGD(model.parameters(), lr=0.05, momentum=0.5)
+
+    # a graph built once and replayed with new leaf data, step after step
+    a, b, c = rgrad.values([rng.uniform(-1, 1) for _ in range(3)])
+    g = ((a * b).tanh() + c.exp() / (1 + a ** 2) - b.sigmoid() * c).relu() \
+        + (a - c) ** 2 + (2.0 - b).softplus() + (c * c + 1).log() + 3.0 / (2.5 + b)
+    if python_ops:
+        g = g + Cube.apply(a - b) * 0.1
+
+    for step in range(steps):
+        # training step: build, backward, update, then replay at the new weights
+        x = [Value(rng.uniform(-2, 2)) for _ in range(3)]
+        target = rng.uniform(-1, 1)
+        out = model(x)
+        loss = (out - target) ** 2 + sum((p * p for p in model.parameters()), Value(0.0)) * 1e-3
+        if python_ops:
+            loss = loss + Cube.apply(out.tanh()) * 0.01
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        seen.append(loss.data)
+        seen.extend(x_.grad for x_ in x)
+        loss.forward()                  # the same loss at the updated weights
+        seen.append(loss.data)
+
+        # replay the fixed graph at new leaves, through the bulk functions
+        rgrad.set_data([a, b, c], [rng.uniform(-1, 1) for _ in range(3)])
+        g.forward()
+        g.backward()                    # grads of a, b, c accumulate
+        seen.append(g.data)
+        seen.extend(floats(rgrad.get_grad([a, b, c])))
+
+        # garbage: many Values made and dropped, so that collections happen
+        junk = rgrad.values([rng.uniform(-1, 1) for _ in range(rng.randrange(200, 3000))])
+        s = junk[0]
+        for v in junk[1:200]:
+            s = s * 0.5 + v.tanh()
+        s.backward()
+        seen.append(junk[1].grad)
+        del junk, s, x, out, loss
+        if collector and step % 5 == 0:
+            rgrad.collect()
+
+    seen.extend(floats(rgrad.get_data(model.parameters())))
+    return seen
+
+
+def run_threads(target, args_per_thread):
+    """Run target(*args) in one thread per args, started together; their
+    results, re-raising any thread's exception."""
+    n = len(args_per_thread)
+    barrier = threading.Barrier(n)
+    results, errors = [None] * n, []
+
+    def run(k):
+        try:
+            barrier.wait(timeout=JOIN_TIMEOUT)
+            results[k] = target(*args_per_thread[k])
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=JOIN_TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "a thread did not finish"
+    if errors:
+        raise errors[0]
+    return results
+
+
+# While Function.apply (or a lecture-style op) is between setting
+# out._backward and returning out, only the closure's cell holds the output;
+# a collection in another thread must still see it as in use (the frame that
+# made it is running). test_a_function_output_survives_... pins that.
+
+
+@pytest.mark.parametrize("python_ops", [
+    False, True], ids=["builtin_ops", "with_python_ops"])
+def test_threads_training_replaying_and_collecting_see_exactly_what_one_thread_sees(python_ops):
+    steps = 50
+    jobs = [(1000 + k, steps, python_ops, k == 0) for k in range(THREADS)]
+    before = rgrad.stats()["collections"]
+    threaded = run_threads(job, jobs)
+    during = rgrad.stats()["collections"] - before
+    sequential = [job(*args) for args in jobs]
+    for k in range(THREADS):
+        assert len(threaded[k]) == len(sequential[k])
+        assert threaded[k] == sequential[k], f"thread {k} saw different numbers"
+    assert all(math.isfinite(x) for r in sequential for x in r)
+    assert during > 0            # collections did run while the threads did
+
+
+def bulk_job(seed, rounds):
+    """values / set_data / get_data / get_grad on this thread's own Values,
+    checked against what it wrote; returns the number of checks made."""
+    rng = random.Random(seed)
+    checks = 0
+    for r in range(rounds):
+        n = rng.randrange(1, 400)
+        xs = [rng.uniform(-1e3, 1e3) for _ in range(n)]
+        vs = rgrad.values(xs)
+        assert floats(rgrad.get_data(vs)) == xs
+        ys = [rng.uniform(-1, 1) for _ in range(n)]
+        rgrad.set_data(vs, ys)
+        assert floats(rgrad.get_data(vs)) == ys
+        assert [v.data for v in vs] == ys
+        total = sum(vs[: min(n, 50)], Value(0.0))     # grads of 1 into the first 50
+        total.backward()
+        assert floats(rgrad.get_grad(vs)) == [1.0] * min(n, 50) + [0.0] * (n - min(n, 50))
+        if r % 7 == 0:
+            import numpy as np
+            zs = np.array([rng.uniform(-1, 1) for _ in range(n)])
+            rgrad.set_data(vs, zs)
+            assert (rgrad.get_data(vs) == zs).all()
+        garbage = rgrad.values(range(rng.randrange(100, 2000)))
+        del garbage, total
+        checks += 1
+        if seed % THREADS == 0 and r % 3 == 0:
+            rgrad.collect()
+    return checks
+
+
+def test_bulk_values_set_data_get_data_are_race_free_under_threads():
+    pytest.importorskip("numpy")
+    rounds = 150
+    results = run_threads(bulk_job, [(k, rounds) for k in range(THREADS)])
+    assert results == [rounds] * THREADS
+
+
+def test_a_thread_collecting_in_a_loop_does_not_disturb_threads_reading_their_values():
+    """One thread only collects; the others hold Values made in bulk and read
+    them back after every garbage burst."""
+    stop = threading.Event()
+
+    def collector():
+        while not stop.is_set():
+            rgrad.collect()
+            time.sleep(1e-4)    # pacing only: let the holders run between collections
+        return 0
+
+    def holder(seed):
+        rng = random.Random(seed)
+        xs = [rng.uniform(-1, 1) for _ in range(500)]
+        vs = rgrad.values(xs)
+        y = sum((v * v for v in vs), Value(0.0))
+        for _ in range(60):
+            junk = [Value(rng.random()) * 2 for _ in range(300)]
+            del junk
+            assert floats(rgrad.get_data(vs)) == xs
+        y.backward()
+        return floats(rgrad.get_grad(vs)) == [2 * x for x in xs]
+
+    def run(kind, seed):
+        try:
+            return collector() if kind == "collect" else holder(seed)
+        finally:
+            if kind != "collect":
+                done.append(seed)
+                if len(done) == THREADS - 1:
+                    stop.set()
+
+    done = []
+    results = run_threads(run, [("collect", 0)] + [("hold", k) for k in range(1, THREADS)])
+    assert results == [0] + [True] * (THREADS - 1)
+
+
+def test_a_function_output_survives_a_collection_in_another_thread():
+    stop = threading.Event()
+
+    def collector():
+        while not stop.is_set():
+            rgrad.collect()
+        return True
+
+    def maker():
+        try:
+            x = Value(0.5)
+            for _ in range(400):            # before the fix: failed within ~100
+                y = Cube.apply(x) * 1.0     # raises if the Cube node was freed
+                assert y.data == 0.125
+            return True
+        finally:
+            stop.set()
+
+    assert run_threads(lambda f: f(), [(collector,), (maker,)]) == [True, True]
