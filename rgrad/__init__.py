@@ -30,7 +30,9 @@ except ImportError:
 from .engine import (  # noqa: E402
     Function, Value, collect, detect_anomaly, get_data, get_grad, set_data,
     set_max_nodes, stats, values)
+from .gradcheck import GradcheckError, gradcheck  # noqa: E402
 
-__all__ = ["Function", "Value", "collect", "detect_anomaly", "get_data",
-           "get_grad", "set_data", "set_max_nodes", "stats", "values"]
+__all__ = ["Function", "GradcheckError", "Value", "collect", "detect_anomaly",
+           "get_data", "get_grad", "gradcheck", "set_data", "set_max_nodes",
+           "stats", "values"]
 __version__ = "0.1.0"
