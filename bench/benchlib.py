@@ -1,5 +1,6 @@
 """What the benchmarks share: the three implementations behind one interface,
-the workloads written once for all of them, and a big-stack thread runner.
+and the workloads, taken from rgrad.benchmarks (which `python -m rgrad bench`
+runs) so that both measure the same code.
 
 Each implementation is an `Impl`: `leaf(x)` makes a leaf that takes a grad,
 `data(v)` / `grad(v)` read a node as a float, `mlp(nin, nouts)` builds
@@ -9,16 +10,9 @@ workload gets (sized so that the whole suite stays around a minute).
 """
 import gc
 import random
-import sys
-import threading
 
 CHAIN_STEPS = 30_000
 MEM_STEPS = 100_000           # chain length for bench/test_bench_memory.py
-
-# micrograd's backward is recursive (build_topo): the 30,000-step chain is
-# ~60,000 calls deep.
-RECURSION_LIMIT = 200_000
-BIG_STACK = 512 * 1024 * 1024
 
 IMPLS = ("rgrad", "micrograd", "torch")
 
@@ -32,6 +26,12 @@ class Impl:
         self.mlp = mlp
         self.zero_grad = zero_grad
         self.rounds = rounds
+
+    @staticmethod
+    def sgd(model, lr):
+        """micrograd's update: p.data -= lr * p.grad for every parameter."""
+        for p in model.parameters():
+            p.data -= lr * p.grad
 
 
 def _rgrad():
@@ -117,120 +117,18 @@ class TorchScalarMLP:
         return [p for layer in self.layers for n in layer for p in n.parameters()]
 
 
-# ---- workloads ----------------------------------------------------------------
+# ---- workloads: the ones `python -m rgrad bench` runs (rgrad/benchmarks.py) --
 
-def chain(impl, x):
-    """acc = acc * 0.999 + x[i] over all of x, from a leaf 0.0."""
-    acc = impl.leaf(0.0)
-    for xi in x:
-        acc = acc * 0.999 + xi
-    return acc
+from rgrad.benchmarks import (  # noqa: E402
+    DEMO_ACCURACY as DEMO_EXPECTED_ACCURACY, DEMO_LOSS as DEMO_EXPECTED_LOSS,
+    SEED_EXPECTED, chain, chain_expected, demo_model, demo_step, moons, seed)
+from rgrad.benchmarks import checksum as params_checksum  # noqa: E402
+from rgrad.benchmarks import with_big_stack as run_with_big_stack  # noqa: E402
 
 
 def chain_leaves(impl, n=CHAIN_STEPS):
-    return [impl.leaf(float(i % 7)) for i in range(n)]
-
-
-def chain_expected(n=CHAIN_STEPS):
-    """(acc, d acc / d x[0], d acc / d x[-1]) for chain(chain_leaves(n)), by
-    the same recurrence in floats."""
-    acc = 0.0
-    for i in range(n):
-        acc = acc * 0.999 + float(i % 7)
-    return acc, 0.999 ** (n - 1), 1.0
-
-
-def seed(impl):
-    """micrograd's README example, build and backward. Written with explicit
-    rebinding (`c = c + (c + 1)`), which is what `c += c + 1` does for
-    micrograd and rgrad Values (no __iadd__); for torch it avoids in-place ops."""
-    V = impl.leaf
-    a = V(-4.0)
-    b = V(2.0)
-    c = a + b
-    d = a * b + b**3
-    c = c + (c + 1)
-    c = c + (1 + c + (-a))
-    d = d + (d * 2 + (b + a).relu())
-    d = d + (3 * d + (b - a).relu())
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g = g + 10.0 / f
-    g.backward()
-    return a, b, g
-
-
-SEED_EXPECTED = {"g": 24.70408163265306, "a.grad": 138.83381924198252,
-                 "b.grad": 645.5772594752186}
-
-
-def moons():
-    from rgrad.data import make_moons
-    X, labels = make_moons(100, noise=0.1, seed=1337)
-    return X, [2 * label - 1 for label in labels]
-
-
-def demo_model(impl):
-    random.seed(1337)
-    return impl.mlp(2, [16, 16, 1])
-
-
-def demo_step(impl, model, X, y, lr=1.0, alpha=1e-4):
-    """One step of micrograd's demo.ipynb: forward over all 100 samples,
-    max-margin loss + alpha * L2, zero_grad, backward, SGD (lr of step 0).
-    Returns (loss, accuracy)."""
-    V = impl.leaf
-    inputs = [[V(x0), V(x1)] for x0, x1 in X]
-    scores = [model(x) for x in inputs]
-    losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores)]
-    data_loss = sum(losses) * (1.0 / len(losses))
-    reg_loss = alpha * sum(p * p for p in model.parameters())
-    total = data_loss + reg_loss
-    accuracy = sum((yi > 0) == (impl.data(si) > 0) for yi, si in zip(y, scores)) / len(y)
-    impl.zero_grad(model)
-    total.backward()
-    for p in model.parameters():
-        p.data -= lr * p.grad
-    return impl.data(total), accuracy
-
-
-# micrograd 0.1.0's numbers for step 0 (rgrad.data.make_moons, seed 1337)
-DEMO_EXPECTED_LOSS = 0.9093643844649194
-DEMO_EXPECTED_ACCURACY = 0.5
-
-
-def params_checksum(impl, model):
-    return sum(impl.data(p) for p in model.parameters())
-
-
-# ---- running deep recursion safely ------------------------------------------
-
-def run_with_big_stack(fn):
-    """fn() in a thread with a 512 MB C stack and a raised recursion limit, so
-    that micrograd's recursive topological sort cannot overflow the C stack
-    (on interpreters where Python calls use it); re-raises fn's exception."""
-    result, error = [], []
-
-    def target():
-        try:
-            result.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller
-            error.append(exc)
-
-    old_limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old_limit, RECURSION_LIMIT))
-    old_size = threading.stack_size(BIG_STACK)
-    try:
-        t = threading.Thread(target=target, name="big-stack")
-        t.start()
-    finally:
-        threading.stack_size(old_size)
-    t.join()
-    sys.setrecursionlimit(old_limit)
-    if error:
-        raise error[0]
-    return result[0] if result else None
+    from rgrad.benchmarks import chain_leaves as leaves
+    return leaves(impl, n)
 
 
 def fresh():
