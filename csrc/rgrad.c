@@ -28,7 +28,10 @@ typedef struct {
     uint8_t flags;   /* F_PY: Python keeps something under this node's id */
 } rg_node;
 
-enum { F_PY = 1 };
+enum {
+    F_PY = 1,     /* Python keeps something under this node's id */
+    F_HASPY = 2   /* an RG_PY node is this node or below it: backward needs Python */
+};
 
 static uint64_t node_id(const rg_node *z)
 {
@@ -60,7 +63,9 @@ static struct {
     uint64_t next_id;
     int32_t max_nodes;   /* the node budget (rg_set_max_nodes) */
     int check;           /* anomaly mode of the thread holding the lock (push) */
-    int32_t n_py;        /* RG_PY nodes in the arena: backward needs Python */
+    int32_t n_py;        /* RG_PY nodes in the arena */
+    int haspy_stale;     /* a node with parents became RG_PY: F_HASPY is not to
+                            be trusted until the next compaction recomputes it */
     int32_t pinned;      /* > 0: Python walks a tape of node indices; no compaction */
     uint64_t *dead_ids;  /* ids of F_PY nodes compaction freed, for Python to forget */
     int32_t n_dead, dead_cap;
@@ -332,6 +337,9 @@ static int push(int op, int32_t a, int32_t b, double arg)
                     .op = (uint8_t)op };
     int rc = op == RG_PY ? RG_OK : step(A.nodes, z, FWD);  /* Python gave its data */
     if (rc != RG_OK) return rc;
+    z->flags = (uint8_t)((op == RG_PY ? F_HASPY : 0) |
+                         (a >= 0 ? A.nodes[a].flags & F_HASPY : 0) |
+                         (b >= 0 ? A.nodes[b].flags & F_HASPY : 0));
     if (A.check && op != RG_LEAF && op != RG_LINK && op != RG_PY && !finite_forward(z))
         return RG_EANOMALY;
     A.next_id++;
@@ -423,6 +431,12 @@ int32_t rg_divc(int32_t a, double c)
 
 /* ---- backward ------------------------------------------------------------ */
 
+/* Whether the graph under node r holds an op defined in Python. */
+static int needs_python(int32_t r)
+{
+    return (A.nodes[r].flags & F_HASPY) || (A.n_py > 0 && A.haspy_stale);
+}
+
 static int tape_holds(int32_t r)
 {
     return A.tape_root == r && A.tape_gen == A.collections;
@@ -483,7 +497,7 @@ int rg_backward(int32_t root)
     int rc = RG_OK;
     pthread_mutex_lock(&A.lock);
     int32_t r = node_of(root);
-    if (r >= 0 && A.n_py > 0) {
+    if (r >= 0 && needs_python(r)) {
         r = RG_PYGRAPH;                      /* Python walks it with rg_run */
     } else if (r >= 0) {
         rg_node *nodes = A.nodes;
@@ -525,7 +539,7 @@ int rg_forward(int32_t root)
     pthread_mutex_lock(&A.lock);
     int32_t r = node_of(root);
     if (r < 0) { rc = RG_EHANDLE; goto out; }
-    if (A.n_py > 0) { rc = RG_PYGRAPH; goto out; }   /* Python walks it with rg_run */
+    if (needs_python(r)) { rc = RG_PYGRAPH; goto out; }   /* Python walks it with rg_run */
     if ((rc = tape_for(r)) != RG_OK) goto out;
     rg_node *nodes = A.nodes;
     int check = anomaly;
@@ -826,8 +840,9 @@ int rg_make_custom(int32_t h)
     int32_t i = node_of(h);
     if (i >= 0 && A.nodes[i].op != RG_PY) {
         A.nodes[i].op = RG_PY;      /* its children stay; Python now runs it */
-        A.nodes[i].flags |= F_PY;
+        A.nodes[i].flags |= F_PY | F_HASPY;
         A.n_py++;
+        if (i != A.n - 1) A.haspy_stale = 1;   /* nodes made since may be parents */
         A.tape_root = -1;           /* a cached tape may hold this node */
     }
     pthread_mutex_unlock(&A.lock);
@@ -968,6 +983,9 @@ static void compact(void)
             rg_node z = A.nodes[i];
             if (z.a >= 0) z.a = to[z.a];
             if (z.b >= 0) z.b = to[z.b];
+            z.flags = (uint8_t)((z.flags & ~F_HASPY) | (z.op == RG_PY ? F_HASPY : 0) |
+                                (z.a >= 0 ? A.nodes[z.a].flags & F_HASPY : 0) |
+                                (z.b >= 0 ? A.nodes[z.b].flags & F_HASPY : 0));
             to[i] = kept;
             A.nodes[kept++] = z;
         }
@@ -976,6 +994,7 @@ static void compact(void)
         free(to);
         A.n = kept;
         A.collections++;
+        A.haspy_stale = 0;
         free(A.tape);          /* its indices are stale now */
         A.tape = NULL;
         A.tape_len = A.tape_cap = 0;

@@ -316,3 +316,30 @@ def test_builtin_op_pays_nothing_when_no_python_ops_exist():
     if rgrad.stats()["nodes"] > 1000:
         pytest.skip("another test keeps Python ops alive")
     assert lib.rg_backward(y._s) == lib.RG_OK
+
+
+def test_builtin_graphs_take_cs_path_while_a_python_op_is_alive_elsewhere():
+    from rgrad._rgrad import lib
+    x = Value(0.5)
+    keep = Value(math.tanh(0.5), (x,), 'tanh')     # a Python op, alive
+    keep._backward = lambda: None
+    a = Value(2.0)
+    y = a * a + 1
+    assert lib.rg_backward(y._s) == lib.RG_OK        # not handed to Python
+    assert a.grad == 4.0
+    z = keep * 2 + a                                  # this one holds it
+    assert lib.rg_backward(z._s) == lib.RG_PYGRAPH
+
+
+def test_backward_set_on_a_node_that_already_has_parents_is_run():
+    a = Value(3.0)
+    mid = a * 1.0
+    top = mid * 2 + 1                                 # made before mid's closure
+    calls = []
+
+    def _backward():
+        calls.append(mid.grad)
+        a.grad += 10 * mid.grad
+    mid._backward = _backward
+    top.backward()
+    assert calls == [2.0] and a.grad == 20.0
