@@ -18,7 +18,10 @@ id, and C reports the ids of the nodes it frees so that they are dropped. The
 closure must live as long as its node, and it holds `out`, a Value of that very
 node: so at each collection, a Value that nothing but such closures refers to
 (counted with sys.getrefcount) is not a root. Its node then lives only as long
-as something else reaches it.
+as something else reaches it. Only a closure's own cells are looked at: a
+closure that reaches its `out` some other way (a list, a default argument)
+keeps that node until the closure itself is dropped, and where Python cannot
+count references (PyPy) closure-owning nodes are never freed.
 """
 import contextlib
 import numbers
