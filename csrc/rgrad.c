@@ -664,6 +664,13 @@ static int all_live(const int32_t *hs, int32_t n)
     return 1;
 }
 
+/* The gradient an optimizer steps on: grad + weight_decay * data, as in
+   PyTorch (nothing is added without decay, so plain SGD is micrograd's). */
+static double decayed_grad(const rg_node *p, double weight_decay)
+{
+    return weight_decay != 0.0 ? p->grad + weight_decay * p->data : p->grad;
+}
+
 int rg_sgd_step(const int32_t *params, int32_t n, double lr, double momentum,
                 double weight_decay, double *velocity, int first)
 {
@@ -671,8 +678,7 @@ int rg_sgd_step(const int32_t *params, int32_t n, double lr, double momentum,
     int ok = all_live(params, n);
     for (int32_t k = 0; ok && k < n; k++) {
         rg_node *p = &A.nodes[node_of(params[k])];
-        double g = p->grad;
-        if (weight_decay != 0.0) g += weight_decay * p->data;
+        double g = decayed_grad(p, weight_decay);
         if (velocity) {   /* buf = momentum buf + g; the first step starts it at g */
             velocity[k] = first ? g : momentum * velocity[k] + g;
             g = velocity[k];
@@ -695,8 +701,7 @@ int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
     int ok = all_live(params, n);
     for (int32_t k = 0; ok && k < n; k++) {
         rg_node *p = &A.nodes[node_of(params[k])];
-        double g = p->grad;
-        if (weight_decay != 0.0) g += weight_decay * p->data;
+        double g = decayed_grad(p, weight_decay);
         m[k] += (1.0 - beta1) * (g - m[k]);
         v[k] = v[k] * beta2 + (1.0 - beta2) * (g * g);
         p->data += -step_size * (m[k] / (sqrt(v[k]) / bc2_sqrt + eps));
