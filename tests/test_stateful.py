@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
                                  rule, run_state_machine_as_test)
 
+from reference import Cube
 import rgrad
 from rgrad import Value
 
@@ -190,18 +191,6 @@ def t_cube(x):
 
 
 # ---- the same ops on rgrad --------------------------------------------------------
-
-class Cube(rgrad.Function):
-    """An op defined in Python that forward() can replay."""
-
-    @staticmethod
-    def forward(x):
-        return x ** 3
-
-    @staticmethod
-    def backward(grad, out, x):
-        return (3.0 * x * x * grad,)
-
 
 def py_tanh(x):
     """tanh as micrograd's lecture writes it: a _backward closure (not replayable)."""

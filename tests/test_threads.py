@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from reference import Cube
 import rgrad
 from rgrad import Value
 from rgrad.nn import MLP
@@ -30,18 +31,6 @@ def frequent_thread_switches():
     sys.setswitchinterval(1e-5)
     yield
     sys.setswitchinterval(old)
-
-
-class Cube(rgrad.Function):
-    """An op defined in Python, replayable by forward()."""
-
-    @staticmethod
-    def forward(x):
-        return x ** 3
-
-    @staticmethod
-    def backward(grad, out, x):
-        return (3.0 * x * x * grad,)
 
 
 def floats(xs):

@@ -10,6 +10,7 @@ F = torch.nn.functional
 
 import rgrad.nn as rnn  # noqa: E402
 from rgrad import Value  # noqa: E402
+from reference import seed_example  # noqa: E402
 
 REL, ABS = 1e-12, 1e-14   # per op: the same formula, at most an ulp or two apart
 REL_DEEP = 1e-9           # composed graphs and MLPs: sums in other orders
@@ -104,23 +105,6 @@ def test_op_gradient_on_a_reused_operand_matches_torch(name, xs):
 
 
 # ---- composed expressions -----------------------------------------------------------
-
-def seed_example(a, b):
-    """The README's example, written once for rgrad Values and torch tensors
-    (torch's += on a non-leaf tensor is in place; here nothing else holds the
-    old value, so it computes what rgrad's rebinding += does)."""
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
-    return g
-
 
 def test_seed_example_matches_torch():
     assert_match(seed_example, [-4.0, 2.0], rel=REL_DEEP)

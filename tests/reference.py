@@ -1,0 +1,31 @@
+"""What several test files compute: the tutorial's worked example and a
+replayable custom op. (tests/ is on sys.path when pytest runs these files.)"""
+import rgrad
+
+
+def seed_example(a, b, relu=lambda v: v.relu()):
+    """The tutorial's example from leaves a and b (rgrad or micrograd Values,
+    torch tensors, or floats with a float relu); returns g."""
+    c = a + b
+    d = a * b + b**3
+    c += c + 1
+    c += 1 + c + (-a)
+    d += d * 2 + relu(b + a)
+    d += 3 * d + relu(b - a)
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    g += 10.0 / f
+    return g
+
+
+class Cube(rgrad.Function):
+    """x ** 3 as an op defined in Python, which forward() can replay."""
+
+    @staticmethod
+    def forward(x):
+        return x ** 3
+
+    @staticmethod
+    def backward(grad, out, x):
+        return (3.0 * x * x * grad,)
