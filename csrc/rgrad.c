@@ -48,9 +48,9 @@ static _Thread_local int anomaly;
 static _Thread_local rg_anomaly_info last_anomaly;
 
 #define GC_MIN_NODES (1 << 16)   /* never compact an arena smaller than this */
-#define GC_MIN_SLOTS (1 << 12)   /* nor ask for dead handles below this many */
 #define SLOT_FREE (-1)           /* slot_node of a handle not in use */
 #define SLOT_DEAD (-2)           /* of a handle in use whose node was freed */
+#define SLOT_CLAIMED (-3)        /* of a handle the call in progress is binding */
 
 static struct {
     pthread_mutex_t lock;
@@ -69,11 +69,13 @@ static struct {
     int32_t pinned;      /* > 0: Python walks a tape of node indices; no compaction */
     uint64_t *dead_ids;  /* ids of F_PY nodes compaction freed, for Python to forget */
     int32_t n_dead, dead_cap;
-    int32_t *slot_node;  /* handle -> node index, or SLOT_FREE, SLOT_DEAD */
-    int32_t *free_slots; /* stack of free handles */
+    /* Handles: Python chooses which free slot a new node is bound to (it keeps
+       the free list and the registry of Value objects, rgrad/engine.py); C
+       checks each slot it is given and binds it. */
+    int32_t *slot_node;  /* handle -> node index, or SLOT_FREE, SLOT_DEAD, SLOT_CLAIMED */
     uint8_t *slot_weak;  /* 1: not a root in this compaction (see rg_collect) */
-    int32_t nslots, slot_cap, nfree;
-    int32_t slot_gc_at;  /* with no free handle left, ask for dead ones at this many */
+    int32_t nslots, slot_cap;
+    int32_t in_use;      /* handles bound to a node, or dead (SLOT_DEAD) */
     /* Replay tape: the non-leaf nodes tape_root depends on, in creation order.
        Nodes never change their children, so it stays right until a compaction
        moves them (tape_gen is the compaction count it was built at). */
@@ -85,7 +87,6 @@ static struct {
     .max_nodes = INT32_MAX,
     .tape_root = -1,
     .gc_at = GC_MIN_NODES,
-    .slot_gc_at = GC_MIN_SLOTS,
 };
 
 /* ---- ops ---------------------------------------------------------------- */
@@ -286,45 +287,69 @@ static int reserve_nodes(int64_t k)
     return RG_OK;
 }
 
-/* Room for k more handles. */
-static int reserve_handles(int64_t k)
+/* Slots [0, top) exist (new ones free). */
+static int grow_slots(int64_t top)
 {
-    if (A.nfree + (A.slot_cap - A.nslots) >= k) return RG_OK;
-    int64_t cap = A.slot_cap ? A.slot_cap : 1024;
-    while (A.nfree + (cap - A.nslots) < k) cap *= 2;
-    if (cap > INT32_MAX) return RG_ENOMEM;
-    int32_t *sn = realloc(A.slot_node, (size_t)cap * sizeof *sn);
-    if (!sn) return RG_ENOMEM;
-    A.slot_node = sn;
-    int32_t *fs = realloc(A.free_slots, (size_t)cap * sizeof *fs);
-    if (!fs) return RG_ENOMEM;
-    A.free_slots = fs;
-    uint8_t *weak = realloc(A.slot_weak, (size_t)cap);
-    if (!weak) return RG_ENOMEM;
-    A.slot_weak = weak;
-    A.slot_cap = (int32_t)cap;
+    if (top <= A.nslots) return RG_OK;
+    if (top > A.slot_cap) {
+        int64_t cap = A.slot_cap ? A.slot_cap : 1024;
+        while (cap < top) cap *= 2;
+        if (cap > INT32_MAX) return RG_ENOMEM;
+        int32_t *sn = realloc(A.slot_node, (size_t)cap * sizeof *sn);
+        if (!sn) return RG_ENOMEM;
+        A.slot_node = sn;
+        uint8_t *weak = realloc(A.slot_weak, (size_t)cap);
+        if (!weak) return RG_ENOMEM;
+        A.slot_weak = weak;
+        A.slot_cap = (int32_t)cap;
+    }
+    for (int64_t h = A.nslots; h < top; h++) {
+        A.slot_node[h] = SLOT_FREE;
+        A.slot_weak[h] = 0;
+    }
+    A.nslots = (int32_t)top;
     return RG_OK;
 }
 
-/* A new handle naming node i; reserve_handles() has made room. */
-static int32_t new_handle(int32_t i)
+static void unclaim(const int32_t *hs, int32_t k)
 {
-    int32_t h = A.nfree ? A.free_slots[--A.nfree] : A.nslots++;
+    for (int32_t i = 0; i < k; i++) A.slot_node[hs[i]] = SLOT_FREE;
+}
+
+/* Claims the k slots Python chose for new handles: each must be free (and
+   they distinct). All or nothing; unclaim() gives them back. */
+static int claim(const int32_t *hs, int32_t k)
+{
+    int64_t top = 0;
+    for (int32_t i = 0; i < k; i++) {
+        if (hs[i] < 0 || hs[i] == INT32_MAX) return RG_EHANDLE;
+        if (hs[i] >= top) top = (int64_t)hs[i] + 1;
+    }
+    int rc = grow_slots(top);
+    if (rc != RG_OK) return rc;
+    for (int32_t i = 0; i < k; i++) {
+        if (A.slot_node[hs[i]] != SLOT_FREE) {
+            unclaim(hs, i);
+            return RG_EHANDLE;
+        }
+        A.slot_node[hs[i]] = SLOT_CLAIMED;
+    }
+    return RG_OK;
+}
+
+/* Binds claimed handle h to node i. */
+static void bind(int32_t h, int32_t i)
+{
     A.slot_node[h] = i;
     A.slot_weak[h] = 0;
-    return h;
+    A.in_use++;
 }
 
-/* Whether Python must hand over its dead handles before a new handle is made. */
-static int handles_due(void)
-{
-    return A.nfree == 0 && A.nslots >= A.slot_gc_at;
-}
-
-/* Whether a call that makes nodes must first let Python hand over dead handles. */
+/* Whether a call that makes nodes must first let Python collect (it finds
+   which Values died, then calls rg_collect). */
 static int collection_due(void)
 {
-    return (A.n >= A.gc_at && !A.pinned) || handles_due();
+    return A.n >= A.gc_at && !A.pinned;
 }
 
 /* Appends node z = op(a, b; arg) and computes its value; reserve_nodes() has
@@ -356,77 +381,85 @@ static void lock_to_make(void)
     A.check = anomaly;
 }
 
-static int32_t make(int op, int32_t ha, int32_t hb, double arg)
+/* Makes node op(a, b; arg) and binds handle h to it. */
+static int make(int32_t h, int op, int32_t ha, int32_t hb, double arg)
 {
-    int32_t rc;
+    int rc;
     lock_to_make();
     if (collection_due()) { rc = RG_COLLECT; goto out; }
     int32_t a = -1, b = -1;
     int k = arity(op);
     if (k >= 1 && (a = node_of(ha)) < 0) { rc = RG_EHANDLE; goto out; }
     if (k == 2 && (b = node_of(hb)) < 0) { rc = RG_EHANDLE; goto out; }
-    if ((rc = reserve_nodes(1)) != RG_OK || (rc = reserve_handles(1)) != RG_OK)
+    if ((rc = reserve_nodes(1)) != RG_OK || (rc = claim(&h, 1)) != RG_OK)
         goto out;
-    if ((rc = push(op, a, b, arg)) != RG_OK) goto out;
-    rc = new_handle(A.n - 1);
+    if ((rc = push(op, a, b, arg)) != RG_OK) {
+        unclaim(&h, 1);
+        goto out;
+    }
+    bind(h, A.n - 1);
 out:
     pthread_mutex_unlock(&A.lock);
     return rc;
 }
 
-int32_t rg_leaf(double x) { return make(RG_LEAF, -1, -1, x); }
-int32_t rg_add(int32_t a, int32_t b) { return make(RG_ADD, a, b, 0.0); }
-int32_t rg_mul(int32_t a, int32_t b) { return make(RG_MUL, a, b, 0.0); }
-int32_t rg_addc(int32_t a, double c) { return make(RG_ADDC, a, -1, c); }
-int32_t rg_subc(int32_t a, double c) { return make(RG_ADDC, a, -1, -c); }  /* a + (-c) is a - c */
-int32_t rg_mulc(int32_t a, double c) { return make(RG_MULC, a, -1, c); }
-int32_t rg_neg(int32_t a) { return make(RG_NEG, a, -1, 0.0); }
-int32_t rg_pow(int32_t a, double k) { return make(RG_POW, a, -1, k); }
-int32_t rg_relu(int32_t a) { return make(RG_RELU, a, -1, 0.0); }
-int32_t rg_tanh(int32_t a) { return make(RG_TANH, a, -1, 0.0); }
-int32_t rg_exp(int32_t a) { return make(RG_EXP, a, -1, 0.0); }
-int32_t rg_log(int32_t a) { return make(RG_LOG, a, -1, 0.0); }
-int32_t rg_sigmoid(int32_t a) { return make(RG_SIGMOID, a, -1, 0.0); }
-int32_t rg_softplus(int32_t a) { return make(RG_SOFTPLUS, a, -1, 0.0); }
-int32_t rg_powv(int32_t a, int32_t b) { return make(RG_POWV, a, b, 0.0); }
-int32_t rg_rpowc(int32_t a, double c) { return make(RG_RPOWC, a, -1, c); }
+int rg_leaf(int32_t h, double x) { return make(h, RG_LEAF, -1, -1, x); }
+int rg_add(int32_t h, int32_t a, int32_t b) { return make(h, RG_ADD, a, b, 0.0); }
+int rg_mul(int32_t h, int32_t a, int32_t b) { return make(h, RG_MUL, a, b, 0.0); }
+int rg_addc(int32_t h, int32_t a, double c) { return make(h, RG_ADDC, a, -1, c); }
+int rg_subc(int32_t h, int32_t a, double c) { return make(h, RG_ADDC, a, -1, -c); }  /* a + (-c) is a - c */
+int rg_mulc(int32_t h, int32_t a, double c) { return make(h, RG_MULC, a, -1, c); }
+int rg_neg(int32_t h, int32_t a) { return make(h, RG_NEG, a, -1, 0.0); }
+int rg_pow(int32_t h, int32_t a, double k) { return make(h, RG_POW, a, -1, k); }
+int rg_relu(int32_t h, int32_t a) { return make(h, RG_RELU, a, -1, 0.0); }
+int rg_tanh(int32_t h, int32_t a) { return make(h, RG_TANH, a, -1, 0.0); }
+int rg_exp(int32_t h, int32_t a) { return make(h, RG_EXP, a, -1, 0.0); }
+int rg_log(int32_t h, int32_t a) { return make(h, RG_LOG, a, -1, 0.0); }
+int rg_sigmoid(int32_t h, int32_t a) { return make(h, RG_SIGMOID, a, -1, 0.0); }
+int rg_softplus(int32_t h, int32_t a) { return make(h, RG_SOFTPLUS, a, -1, 0.0); }
+int rg_powv(int32_t h, int32_t a, int32_t b) { return make(h, RG_POWV, a, b, 0.0); }
+int rg_rpowc(int32_t h, int32_t a, double c) { return make(h, RG_RPOWC, a, -1, c); }
 
 /* Composite ops are built as micrograd builds them, from two nodes: the inner
    one is an interior node like any other, whose grad accumulates across
    backward calls as micrograd's does. z = op2(x, w) for a binary op2 (x the
    node of hx), z = op2(w; arg2) for a unary one, where w = op1(u; arg1). */
-static int32_t make_via(int op1, int32_t hu, double arg1, int op2, int32_t hx, double arg2)
+static int make_via(int32_t h, int op1, int32_t hu, double arg1, int op2, int32_t hx, double arg2)
 {
     int32_t rc, u, x = -1;
     lock_to_make();
     if (collection_due()) { rc = RG_COLLECT; goto out; }
     if ((u = node_of(hu)) < 0) { rc = RG_EHANDLE; goto out; }
     if (arity(op2) == 2 && (x = node_of(hx)) < 0) { rc = RG_EHANDLE; goto out; }
-    if ((rc = reserve_nodes(2)) != RG_OK || (rc = reserve_handles(1)) != RG_OK)
+    if ((rc = reserve_nodes(2)) != RG_OK || (rc = claim(&h, 1)) != RG_OK)
         goto out;
-    if ((rc = push(op1, u, -1, arg1)) != RG_OK) goto out;
+    if ((rc = push(op1, u, -1, arg1)) != RG_OK) {
+        unclaim(&h, 1);
+        goto out;
+    }
     int32_t w = A.n - 1;
     if ((rc = push(op2, x >= 0 ? x : w, x >= 0 ? w : -1, arg2)) != RG_OK) {
         A.n--;                  /* anomaly mode refused z: w goes too */
+        unclaim(&h, 1);
         goto out;
     }
-    rc = new_handle(A.n - 1);
+    bind(h, A.n - 1);
 out:
     pthread_mutex_unlock(&A.lock);
     return rc;
 }
 
-int32_t rg_sub(int32_t a, int32_t b) { return make_via(RG_NEG, b, 0.0, RG_ADD, a, 0.0); }
-int32_t rg_div(int32_t a, int32_t b) { return make_via(RG_POW, b, -1.0, RG_MUL, a, 0.0); }
-int32_t rg_rsubc(int32_t a, double c) { return make_via(RG_NEG, a, 0.0, RG_ADDC, -1, c); }
-int32_t rg_rdivc(int32_t a, double c) { return make_via(RG_POW, a, -1.0, RG_MULC, -1, c); }
+int rg_sub(int32_t h, int32_t a, int32_t b) { return make_via(h, RG_NEG, b, 0.0, RG_ADD, a, 0.0); }
+int rg_div(int32_t h, int32_t a, int32_t b) { return make_via(h, RG_POW, b, -1.0, RG_MUL, a, 0.0); }
+int rg_rsubc(int32_t h, int32_t a, double c) { return make_via(h, RG_NEG, a, 0.0, RG_ADDC, -1, c); }
+int rg_rdivc(int32_t h, int32_t a, double c) { return make_via(h, RG_POW, a, -1.0, RG_MULC, -1, c); }
 
-int32_t rg_divc(int32_t a, double c)
+int rg_divc(int32_t h, int32_t a, double c)
 {
     /* a / c is a * c**-1, as micrograd computes it */
     double r;
     int rc = pow_checked(c, -1.0, &r);
-    return rc != RG_OK ? rc : make(RG_MULC, a, -1, r);
+    return rc != RG_OK ? rc : make(h, RG_MULC, a, -1, r);
 }
 
 /* ---- backward ------------------------------------------------------------ */
@@ -556,17 +589,17 @@ out:
 
 /* ---- many nodes in one call ------------------------------------------------ */
 
-int rg_leaves(const double *xs, int32_t n, int32_t *out)
+int rg_leaves(const double *xs, int32_t n, const int32_t *hs)
 {
     int rc;
     lock_to_make();
     if (n < 0) { rc = RG_EHANDLE; goto out; }
     if (collection_due()) { rc = RG_COLLECT; goto out; }
-    if ((rc = reserve_nodes(n)) != RG_OK || (rc = reserve_handles(n)) != RG_OK)
+    if ((rc = reserve_nodes(n)) != RG_OK || (rc = claim(hs, n)) != RG_OK)
         goto out;
     for (int32_t k = 0; k < n; k++) {
         push(RG_LEAF, -1, -1, xs[k]);
-        out[k] = new_handle(A.n - 1);
+        bind(hs[k], A.n - 1);
     }
 out:
     pthread_mutex_unlock(&A.lock);
@@ -582,7 +615,7 @@ static int resolve(const int32_t *hs, int64_t n, int32_t *nodes_out)
 }
 
 int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
-             int32_t nin, int32_t nout, int relu, int32_t *out)
+             int32_t nin, int32_t nout, int relu, const int32_t *out)
 {
     int rc;
     int64_t nw = (int64_t)nin * nout;
@@ -598,7 +631,7 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
         (rc = resolve(x, nin, ix)) != RG_OK)
         goto out;
     if ((rc = reserve_nodes(nout * (2 * (int64_t)nin + (relu != 0)))) != RG_OK ||
-        (rc = reserve_handles(nout)) != RG_OK)
+        (rc = claim(out, nout)) != RG_OK)
         goto out;
     int32_t n0 = A.n, j = 0;
     for (; j < nout && rc == RG_OK; j++) {
@@ -610,14 +643,13 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
         }
         if (relu && rc == RG_OK && (rc = push(RG_RELU, act, -1, 0.0)) == RG_OK)
             act = A.n - 1;
-        if (rc == RG_OK) out[j] = new_handle(act);
+        if (rc == RG_OK) A.slot_node[out[j]] = act;   /* bound below */
     }
     if (rc != RG_OK) {          /* anomaly mode refused a node: undo the layer */
-        for (int32_t k = 0; k < j - 1; k++) {
-            A.slot_node[out[k]] = SLOT_FREE;
-            A.free_slots[A.nfree++] = out[k];
-        }
+        unclaim(out, nout);
         A.n = n0;
+    } else {
+        for (int32_t k = 0; k < nout; k++) bind(out[k], A.slot_node[out[k]]);
     }
 out:
     pthread_mutex_unlock(&A.lock);
@@ -786,18 +818,28 @@ int rg_nchildren(int32_t h)
     return n;
 }
 
-int32_t rg_child(int32_t h, int k)
+int rg_child(int32_t h, int k, int32_t out)
 {
-    int32_t rc;
+    int rc;
     pthread_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i < 0 || k < 0 || k >= nchildren(i)) { rc = RG_EHANDLE; goto out; }
-    if (handles_due()) { rc = RG_COLLECT; goto out; }
-    if ((rc = reserve_handles(1)) != RG_OK) goto out;
-    rc = new_handle(child_at(i, k));
+    if ((rc = claim(&out, 1)) != RG_OK) goto out;
+    bind(out, child_at(i, k));
 out:
     pthread_mutex_unlock(&A.lock);
     return rc;
+}
+
+int rg_is_child(int32_t h, int32_t parent)
+{
+    pthread_mutex_lock(&A.lock);
+    int32_t i = node_of(h), p = node_of(parent);
+    int found = 0;
+    if (i >= 0 && p >= 0)
+        for (int k = nchildren(p) - 1; k >= 0 && !found; k--) found = child_at(p, k) == i;
+    pthread_mutex_unlock(&A.lock);
+    return found;
 }
 
 int64_t rg_id(int32_t h)
@@ -811,7 +853,7 @@ int64_t rg_id(int32_t h)
 
 /* ---- ops defined in Python ------------------------------------------------ */
 
-int32_t rg_custom(double data, const int32_t *children, int32_t n)
+int rg_custom(int32_t h, double data, const int32_t *children, int32_t n)
 {
     int32_t rc, *idx = NULL;
     lock_to_make();
@@ -820,8 +862,7 @@ int32_t rg_custom(double data, const int32_t *children, int32_t n)
     idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
     if (!idx) { rc = RG_ENOMEM; goto out; }
     if ((rc = resolve(children, n, idx)) != RG_OK) goto out;
-    if ((rc = reserve_nodes(n > 2 ? n - 1 : 1)) != RG_OK ||
-        (rc = reserve_handles(1)) != RG_OK)
+    if ((rc = reserve_nodes(n > 2 ? n - 1 : 1)) != RG_OK || (rc = claim(&h, 1)) != RG_OK)
         goto out;
     int32_t rest = n >= 2 ? idx[n - 1] : -1;   /* built from the last child back */
     for (int32_t k = n - 2; k >= 1; k--) {
@@ -832,7 +873,7 @@ int32_t rg_custom(double data, const int32_t *children, int32_t n)
     rg_node *z = &A.nodes[A.n - 1];
     z->flags |= F_PY;
     A.n_py++;
-    rc = new_handle(A.n - 1);
+    bind(h, A.n - 1);
 out:
     pthread_mutex_unlock(&A.lock);
     free(idx);
@@ -921,16 +962,20 @@ int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t 
     return rc;
 }
 
-int32_t rg_take_dead(uint64_t *out, int32_t cap)
+int32_t rg_peek_dead(uint64_t *out, int32_t cap)
 {
     pthread_mutex_lock(&A.lock);
     int32_t n = A.n_dead < cap ? A.n_dead : cap;
-    if (n > 0) {
-        memcpy(out, A.dead_ids + (A.n_dead - n), (size_t)n * sizeof *out);
-        A.n_dead -= n;
-    }
+    if (n > 0) memcpy(out, A.dead_ids + (A.n_dead - n), (size_t)n * sizeof *out);
     pthread_mutex_unlock(&A.lock);
     return n;
+}
+
+void rg_drop_dead(int32_t k)
+{
+    pthread_mutex_lock(&A.lock);
+    if (k > 0) A.n_dead = k < A.n_dead ? A.n_dead - k : 0;
+    pthread_mutex_unlock(&A.lock);
 }
 
 int rg_same(int32_t h1, int32_t h2)
@@ -1030,10 +1075,11 @@ int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, i
     pthread_mutex_lock(&A.lock);
     for (int32_t k = 0; k < n; k++) {
         int32_t h = dead[k];
-        if (h < 0 || h >= A.nslots || A.slot_node[h] == SLOT_FREE)
+        if (h < 0 || h >= A.nslots || A.slot_node[h] == SLOT_FREE ||
+            A.slot_node[h] == SLOT_CLAIMED)
             continue;                   /* ignore what is not a handle in use */
         A.slot_node[h] = SLOT_FREE;
-        A.free_slots[A.nfree++] = h;
+        A.in_use--;
     }
     int compacted = !A.pinned && (force || A.n >= A.gc_at);
     if (compacted) {
@@ -1043,12 +1089,37 @@ int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, i
         for (int32_t k = 0; k < m; k++)
             if (weak[k] >= 0 && weak[k] < A.nslots) A.slot_weak[weak[k]] = 0;
     }
-    /* ask again once as many handles again as are in use have been made */
-    int32_t in_use = A.nslots - A.nfree;
-    A.slot_gc_at = in_use > INT32_MAX / 2 ? INT32_MAX : 2 * in_use;
-    if (A.slot_gc_at < GC_MIN_SLOTS) A.slot_gc_at = GC_MIN_SLOTS;
     pthread_mutex_unlock(&A.lock);
     return compacted;
+}
+
+void rg_postpone(void)
+{
+    pthread_mutex_lock(&A.lock);
+    if (A.gc_at <= A.n) A.gc_at = A.n > INT32_MAX / 2 ? INT32_MAX : 2 * A.n;
+    pthread_mutex_unlock(&A.lock);
+}
+
+int rg_trim_handles(int32_t n)
+{
+    int rc = RG_OK;
+    pthread_mutex_lock(&A.lock);
+    for (int32_t h = n < 0 ? 0 : n; h < A.nslots; h++)
+        if (A.slot_node[h] != SLOT_FREE) { rc = RG_EHANDLE; goto out; }
+    if (n < 0 || n >= A.nslots) goto out;
+    A.nslots = n;
+    if (A.slot_cap > 4 * (int64_t)n && A.slot_cap > 1024) {
+        int32_t cap = n < 1024 ? 1024 : n;
+        int32_t *sn = realloc(A.slot_node, (size_t)cap * sizeof *sn);
+        if (!sn) goto out;
+        A.slot_node = sn;
+        A.slot_cap = cap;
+        uint8_t *weak = realloc(A.slot_weak, (size_t)cap);
+        if (weak) A.slot_weak = weak;   /* else it stays larger: harmless */
+    }
+out:
+    pthread_mutex_unlock(&A.lock);
+    return rc;
 }
 
 int rg_set_max_nodes(int64_t n)
@@ -1066,7 +1137,8 @@ void rg_get_stats(rg_stats *out)
     out->nodes = A.n;
     out->capacity = A.cap;
     out->live = A.live;
-    out->handles = A.nslots - A.nfree;
+    out->handles = A.in_use;
+    out->slots = A.nslots;
     out->collections = A.collections;
     out->node_bytes = sizeof(rg_node);
     out->max_nodes = A.max_nodes;

@@ -3,9 +3,10 @@
 
    Python never sees a node index: a Value holds a handle (a slot in the handle
    table), and the slot names a node. Nodes move when the arena is compacted;
-   slots do not.
-
-   Functions that make a handle return it (>= 0) or a negative result code. */
+   slots do not. Python chooses the slot of every new handle (it keeps the free
+   list, rgrad/engine.py): functions that make nodes take the slot(s) to bind
+   as their first argument (or an array), and C checks that each is free.
+   They return RG_OK or a negative result code; on failure nothing is bound. */
 
 /* Result codes, each the Python exception it becomes (rgrad/engine.py). */
 enum {
@@ -35,7 +36,8 @@ typedef struct {
     int64_t nodes;        /* nodes in the arena, live or not yet collected */
     int64_t capacity;     /* nodes the arena has room for */
     int64_t live;         /* nodes found reachable at the last collection */
-    int64_t handles;      /* handles in use */
+    int64_t handles;      /* handles in use (bound to a node, or to a freed one) */
+    int64_t slots;        /* size of the handle table */
     int64_t collections;  /* compactions run so far */
     int64_t node_bytes;   /* sizeof one node */
     int64_t max_nodes;    /* the node budget */
@@ -54,38 +56,39 @@ typedef struct {
     double value;
 } rg_anomaly_info;
 
-/* Making nodes: each returns the new node's handle, or a result code. */
-int32_t rg_leaf(double x);
-int32_t rg_add(int32_t a, int32_t b);    /* a + b */
-int32_t rg_sub(int32_t a, int32_t b);    /* a + (-b), two nodes as in micrograd */
-int32_t rg_mul(int32_t a, int32_t b);    /* a * b */
-int32_t rg_div(int32_t a, int32_t b);    /* a * b**-1, two nodes */
-int32_t rg_addc(int32_t a, double c);    /* a + c */
-int32_t rg_subc(int32_t a, double c);    /* a - c */
-int32_t rg_mulc(int32_t a, double c);    /* a * c */
-int32_t rg_divc(int32_t a, double c);    /* a * c**-1 */
-int32_t rg_rsubc(int32_t a, double c);   /* (-a) + c, two nodes */
-int32_t rg_rdivc(int32_t a, double c);   /* a**-1 * c, two nodes */
-int32_t rg_neg(int32_t a);               /* -a */
-int32_t rg_pow(int32_t a, double k);     /* a ** k */
-int32_t rg_relu(int32_t a);              /* max(a, 0) */
-int32_t rg_tanh(int32_t a);
-int32_t rg_exp(int32_t a);
-int32_t rg_log(int32_t a);               /* natural log */
-int32_t rg_sigmoid(int32_t a);           /* 1 / (1 + exp(-a)) */
-int32_t rg_softplus(int32_t a);          /* log(1 + exp(a)) */
-int32_t rg_powv(int32_t a, int32_t b);   /* a ** b, b a Value */
-int32_t rg_rpowc(int32_t a, double c);   /* c ** a */
+/* Making nodes: each binds handle h to the new node. */
+int rg_leaf(int32_t h, double x);
+int rg_add(int32_t h, int32_t a, int32_t b);    /* a + b */
+int rg_sub(int32_t h, int32_t a, int32_t b);    /* a + (-b), two nodes as in micrograd */
+int rg_mul(int32_t h, int32_t a, int32_t b);    /* a * b */
+int rg_div(int32_t h, int32_t a, int32_t b);    /* a * b**-1, two nodes */
+int rg_addc(int32_t h, int32_t a, double c);    /* a + c */
+int rg_subc(int32_t h, int32_t a, double c);    /* a - c */
+int rg_mulc(int32_t h, int32_t a, double c);    /* a * c */
+int rg_divc(int32_t h, int32_t a, double c);    /* a * c**-1 */
+int rg_rsubc(int32_t h, int32_t a, double c);   /* (-a) + c, two nodes */
+int rg_rdivc(int32_t h, int32_t a, double c);   /* a**-1 * c, two nodes */
+int rg_neg(int32_t h, int32_t a);               /* -a */
+int rg_pow(int32_t h, int32_t a, double k);     /* a ** k */
+int rg_relu(int32_t h, int32_t a);              /* max(a, 0) */
+int rg_tanh(int32_t h, int32_t a);
+int rg_exp(int32_t h, int32_t a);
+int rg_log(int32_t h, int32_t a);               /* natural log */
+int rg_sigmoid(int32_t h, int32_t a);           /* 1 / (1 + exp(-a)) */
+int rg_softplus(int32_t h, int32_t a);          /* log(1 + exp(a)) */
+int rg_powv(int32_t h, int32_t a, int32_t b);   /* a ** b, b a Value */
+int rg_rpowc(int32_t h, int32_t a, double c);   /* c ** a */
 
-/* Many leaves at once: out[i] gets the handle of a leaf holding xs[i].
+/* Many leaves at once: handle hs[i] names a leaf holding xs[i].
    All or nothing: RG_OK, or a result code with no leaf made. */
-int rg_leaves(const double *xs, int32_t n, int32_t *out);
+int rg_leaves(const double *xs, int32_t n, const int32_t *hs);
 
 /* A layer of neurons in one call, as micrograd's Neuron adds its terms:
    out[j] = act(b[j] + w[j*nin+0]*x[0] + w[j*nin+1]*x[1] + ...), act relu if
-   relu is set, one node per multiply and per add. All or nothing. */
+   relu is set, one node per multiply and per add; handle out[j] names it.
+   All or nothing. */
 int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
-             int32_t nin, int32_t nout, int relu, int32_t *out);
+             int32_t nin, int32_t nout, int relu, const int32_t *out);
 
 /* Gradients: sets root's grad to 1 and adds into every node root depends on. */
 int rg_backward(int32_t root);
@@ -123,19 +126,23 @@ int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
 int rg_op(int32_t h);
 double rg_arg(int32_t h);
 int rg_nchildren(int32_t h);
-int32_t rg_child(int32_t h, int i);      /* a new handle to child i */
+int rg_child(int32_t h, int i, int32_t out);  /* binds handle out to child i */
 int64_t rg_id(int32_t h);                /* stable per node: a hash */
 int rg_same(int32_t h1, int32_t h2);     /* 1 if both name one node */
+int rg_is_child(int32_t h, int32_t parent);  /* 1 if h's node is a child of parent's */
 
 /* Ops defined in Python (Value(data, _children, _op) and _backward closures).
    rg_custom makes an RG_PY node with the given data and children;
    rg_make_custom turns an existing node into one; rg_flag marks a node that
    Python keeps something for (label, closure) so that its id is reported by
-   rg_take_dead once the node is freed. */
-int32_t rg_custom(double data, const int32_t *children, int32_t n);
+   rg_peek_dead once the node is freed. rg_peek_dead copies up to cap such ids
+   without removing them; rg_drop_dead(k) removes the k it copied, so an
+   interruption between the two loses nothing. */
+int rg_custom(int32_t h, double data, const int32_t *children, int32_t n);
 int rg_make_custom(int32_t h);
 int rg_flag(int32_t h);
-int32_t rg_take_dead(uint64_t *out, int32_t cap);
+int32_t rg_peek_dead(uint64_t *out, int32_t cap);
+void rg_drop_dead(int32_t k);
 
 /* Walking a graph that holds Python ops, with Python's help. rg_pin(+1)
    stops compaction (node indices stay put) until rg_pin(-1). rg_tape writes
@@ -150,11 +157,17 @@ int32_t rg_tape(int32_t root, int32_t *out, int32_t cap);
 int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t *id);
 int rg_node_backward(int32_t h);
 
-/* Memory: frees the n dead handles, then compacts the arena if it is due (or
-   if force is set). The m weak handles are not roots in that compaction: one
-   whose node is freed stays in use, naming no node, until it is released.
-   Returns 1 if it compacted, else 0. */
+/* Memory: frees the n dead handles (ignoring any that is free), then compacts
+   the arena if it is due (or if force is set). The m weak handles are not
+   roots in that compaction: one whose node is freed stays in use, naming no
+   node, until it is released. Returns 1 if it compacted, else 0.
+   rg_postpone: a collection is due but cannot run now (one is under way on
+   this thread): let the arena grow instead. rg_trim_handles(n): shrink the
+   handle table to n slots; RG_EHANDLE (and nothing done) if one at n or above
+   is in use. */
 int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, int force);
+void rg_postpone(void);
+int rg_trim_handles(int32_t n);
 void rg_get_stats(rg_stats *out);
 
 /* The node budget: making a node past it fails with RG_EBUDGET (after a

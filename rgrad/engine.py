@@ -1,41 +1,29 @@
 """Value: micrograd's autograd scalar, as a handle to a node in rgrad's C arena.
 
-A Value holds one int, its handle. Each operator is one C call that appends a
-node to the arena and returns the handle of the result. The C side holds the
-formulas (csrc/rgrad.c); this file only dispatches and turns result codes into
-exceptions.
-
-Memory: a dying Value appends its handle to `_dead`. When the arena (or the
-handle table) is due for a collection, C answers RG_COLLECT instead of making
-the node; `_made` then hands `_dead` over, C frees those handles, compacts the
-arena, and the call is made again. No handle refers to another, so Values form
-no reference cycles and die as soon as they are dropped.
+A Value holds one int, its handle: a slot of the handle table that names a
+node. Each operator is one C call that appends a node to the arena and binds
+the slot that Python chose for the result (rgrad/collection.py keeps the free
+slots, the registry of which object holds each slot, and collection). The C
+side holds the formulas (csrc/rgrad.c); this file only dispatches and turns
+result codes into exceptions.
 
 Ops defined in Python (micrograd's extension pattern: `Value(data, (self,),
 'tanh')` and an `out._backward` closure) are RG_PY nodes. Python keeps what
 belongs to such a node (its name, label, closure) in dicts keyed by the node's
-id, and C reports the ids of the nodes it frees so that they are dropped. The
-closure must live as long as its node, and it holds `out`, a Value of that very
-node: so at each collection, a Value that nothing but such closures refers to
-(counted with sys.getrefcount) is not a root. Its node then lives only as long
-as something else reaches it. Only a closure's own cells are looked at: a
-closure that reaches its `out` some other way (a list, a default argument)
-keeps that node until the closure itself is dropped, and where Python cannot
-count references (PyPy) closure-owning nodes are never freed.
+id (collection.py), and C reports the ids of the nodes it frees so that they
+are dropped.
 """
 import contextlib
 import numbers
 import os
-import sys
-import threading
 
+from . import collection as _c
 from ._rgrad import ffi, lib
+from .collection import (_closures, _forwards, _labels, _names, collect,
+                         give_back as _give_back)
 
 __all__ = ["Value", "Function", "collect", "stats", "values", "get_data",
            "get_grad", "set_data", "set_max_nodes", "detect_anomaly"]
-
-_dead = []                      # handles of dead Values, not yet handed to C
-_collect_lock = threading.Lock()
 
 _ERRORS = {
     lib.RG_EZERODIV: (ZeroDivisionError, "division by zero"),
@@ -47,6 +35,9 @@ _ERRORS = {
 _RG_PYGRAPH = lib.RG_PYGRAPH
 _RG_EBUDGET = lib.RG_EBUDGET
 _RG_COLLECT = lib.RG_COLLECT
+_reg = _c._reg
+_free = _c._free
+_more_slots = _c.more_slots
 
 
 def _error(code):
@@ -69,53 +60,30 @@ def _check(code):
     return code
 
 
-def collect(force=True):
-    """Free the nodes no live Value can reach. rgrad does this by itself as the
-    arena grows; calling it only makes it happen now."""
-    with _collect_lock:
-        while True:
-            n = len(_dead)
-            batch = ffi.new("int32_t[]", _dead[:n])
-            del _dead[:n]  # only collectors remove, and they hold the lock
-            weak = _held_only_by_closures()
-            compacted = lib.rg_collect(batch, n, ffi.new("int32_t[]", weak),
-                                       len(weak), force)
-            # Dropping a freed node's closure may free Values that only it
-            # held (a Python op's input made by another Python op): go again.
-            if not (_forget_freed_nodes() and compacted):
-                return
-            force = True
-
-
-def _forget_freed_nodes():
-    """Drop what Python kept for nodes C has freed; whether a closure went."""
-    ids = ffi.new("uint64_t[]", 1024)
-    closures = len(_closures)
-    while True:
-        k = lib.rg_take_dead(ids, 1024)
-        for i in ffi.unpack(ids, k):
-            _forget(i)
-        if k < 1024:
-            return len(_closures) < closures
-
-
-def _made(code, fn, *args):
-    """The handle that fn(*args) gave in place of `code`: collects and calls
-    again while C asks for dead handles, raises for an error."""
-    retried = False
-    while code == _RG_COLLECT or (code == _RG_EBUDGET and _dead and not retried):
-        retried |= code == _RG_EBUDGET  # dead Values C has not seen: collect once
-        collect(force=code == _RG_EBUDGET)
+def _made(code, slots, fn, *args):
+    """Finishes fn(*args), which returned `code` instead of RG_OK: collects and
+    calls again while C asks for a collection (or, once, when the node budget
+    is spent: dead Values may be found), and for an error gives back the
+    slots that were to be bound and raises."""
+    budget_tried = False
+    while code == _RG_COLLECT or (code == _RG_EBUDGET and not budget_tried):
+        budget_tried |= code == _RG_EBUDGET
+        if not collect(force=code == _RG_EBUDGET) and code == _RG_COLLECT:
+            lib.rg_postpone()   # this thread is collecting: grow instead
         code = fn(*args)
-    return _check(code)
+    if code < 0:
+        for s in slots:
+            _give_back(s)
+        raise _error(code)
 
 
 def stats():
     """The arena's size: nodes held, capacity, nodes kept by the last
-    collection, handles in use, collections run, bytes per node, the budget."""
+    collection, handles in use, the handle table's size, collections run,
+    bytes per node, the budget."""
     s = ffi.new("rg_stats *")
     lib.rg_get_stats(s)
-    return {k: getattr(s, k) for k in ("nodes", "capacity", "live", "handles",
+    return {k: getattr(s, k) for k in ("nodes", "capacity", "live", "handles", "slots",
                                        "collections", "node_bytes", "max_nodes")}
 
 
@@ -187,11 +155,16 @@ def _binary(with_value, with_const):
                 return NotImplemented
         if fn is None:
             return NotImplemented
-        s = fn(a, b)
-        if s < 0:
-            s = _made(s, fn, a, b)
         out = _new(Value)
+        while not _free:
+            _more_slots()
+        s = _free[-1]           # from here to the registry: no call, so nothing
+        del _free[-1]           # can come between taking a slot and owning it
         out._s = s
+        _reg[s] = out
+        rc = fn(s, a, b)
+        if rc:
+            _made(rc, (s,), fn, s, a, b)
         return out
     return op
 
@@ -199,20 +172,36 @@ def _binary(with_value, with_const):
 def _unary(fn):
     def op(self):
         a = self._s
-        s = fn(a)
-        if s < 0:
-            s = _made(s, fn, a)
         out = _new(Value)
+        while not _free:
+            _more_slots()
+        s = _free[-1]
+        del _free[-1]
         out._s = s
+        _reg[s] = out
+        rc = fn(s, a)
+        if rc:
+            _made(rc, (s,), fn, s, a)
         return out
     return op
 
 
-def _handle(s):
-    # the operator methods above inline this: one call fewer per op
-    out = _new(Value)
-    out._s = s
-    return out
+def _fresh(n):
+    """n new Values, each holding a free slot C has not bound yet, and those
+    slots as a C array (for the calls that make many nodes)."""
+    vs = [_new(Value) for _ in range(n)]
+    for v in vs:
+        _c.take(v)
+    return vs, ffi.new("int32_t[]", [v._s for v in vs])
+
+
+def _bound(vs, hs, fn, *args):
+    """Calls fn(*args), which binds the slots of the fresh Values vs (C array
+    hs), and returns vs."""
+    rc = fn(*args)
+    if rc:
+        _made(rc, [v._s for v in vs], fn, *args)
+    return vs
 
 
 _OP_NAMES = {
@@ -228,70 +217,11 @@ def _nothing():
     pass
 
 
-# ---- what Python keeps for nodes of ops defined in Python, by node id -------
-
-_names = {}        # id -> the _op string given to Value(data, _children, _op)
-_labels = {}       # id -> label
-_closures = {}     # id -> (_backward closure, its cells that hold a Value of the node)
-_forwards = {}     # id -> (Function subclass, its input Values), for replay
-
-
-def _forget(i):
-    """C freed node i: drop what Python kept for it."""
-    for table in (_names, _labels, _closures, _forwards):
-        table.pop(i, None)
-
-
-def _own_cells(fn, s):
-    """The cells of closure fn that hold a Value of handle s's node."""
-    cells = []
-    for cell in getattr(fn, "__closure__", None) or ():
-        try:
-            v = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-        if isinstance(v, Value) and lib.rg_same(v._s, s):
-            cells.append(cell)
-    return tuple(cells)
-
-
-def _held_only_by_closures(_refcount=getattr(sys, "getrefcount", None)):
-    """Handles of Values that only their own node's closure refers to. (Where
-    Python cannot count references, there are none: such nodes then stay.)"""
-    weak = []
-    if _refcount is None:
-        return weak
-    for _, cells in list(_closures.values()):
-        # A cell is referenced by the closure, by `cells`, by `cell` here and
-        # by getrefcount's argument; one more is the frame that made it, still
-        # running (between `out._backward = ...` and `return out`): then the
-        # Value is in use even though only the cell holds it.
-        busy = False
-        for cell in cells:
-            busy = busy or _refcount(cell) > 4
-        if busy:
-            continue
-        held = [_contents(cell) for cell in cells]
-        for v in held:
-            # the references: c cells and c entries of `held`, `v` here, and
-            # getrefcount's argument, where c cells hold v
-            if isinstance(v, Value) and _refcount(v) <= 2 * sum(h is v for h in held) + 2:
-                weak.append(v._s)
-    return weak
-
-
-def _contents(cell):
-    try:
-        return cell.cell_contents
-    except ValueError:  # the variable was deleted in its function
-        return None
-
-
 def _walk(root, backward):
     """backward() or forward() over a graph that may hold Python ops: C runs
     the built-in ops between them; Python runs each Python op in its turn."""
-    _check(lib.rg_pin(1))
     try:
+        lib.rg_pin(1)   # first in the try: an exception landing after it unpins
         n = _check(lib.rg_tape(root, ffi.NULL, 0))
         tape = ffi.new("int32_t[]", n)
         _check(lib.rg_tape(root, tape, n))
@@ -318,15 +248,34 @@ def _walk(root, backward):
 
 def _replay_python_op(i):
     entry, closure = _forwards.get(i), _closures.get(i)
-    if entry is None or closure is None or not closure[1]:
+    out = None
+    if entry is not None and closure is not None:
+        cls, k = entry
+        out = _contents(closure[0].__closure__[k])
+    if not isinstance(out, Value):
         raise RuntimeError(
             f"forward(): the graph holds the op {_names.get(i, '')!r}, defined in "
             "Python with a _backward closure only, and its data cannot be "
             "recomputed; define it as an rgrad.Function to make it replayable")
-    cls, inputs = entry
-    out = _contents(closure[1][0])
-    out.data = cls.forward(*[x.data for x in inputs])
+    out.data = cls.forward(*[x.data for x in _children(out)])
     out.grad = 0.0
+
+
+def _contents(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # the variable was deleted in its function
+        return None
+
+
+def _children(v):
+    """v's children in order, each as a new Value."""
+    s = v._s
+    out = []
+    for k in range(_check(lib.rg_nchildren(s))):
+        (c,), hs = _fresh(1)
+        out.append(_bound([c], hs, lib.rg_child, s, k, c._s)[0])
+    return out
 
 
 class Value:
@@ -343,14 +292,15 @@ class Value:
                 if not isinstance(k, Value):
                     raise TypeError(f"_children must be Values, not {type(k).__name__!r}")
             hs = ffi.new("int32_t[]", [k._s for k in kids])
-            s = lib.rg_custom(x, hs, len(kids))
-            if s < 0:
-                s = _made(s, lib.rg_custom, x, hs, len(kids))
+            s = _c.take(self)
+            rc = lib.rg_custom(s, x, hs, len(kids))
+            if rc:
+                _made(rc, (s,), lib.rg_custom, s, x, hs, len(kids))
         else:
-            s = lib.rg_leaf(x)
-            if s < 0:
-                s = _made(s, lib.rg_leaf, x)
-        self._s = s
+            s = _c.take(self)
+            rc = lib.rg_leaf(s, x)
+            if rc:
+                _made(rc, (s,), lib.rg_leaf, s, x)
         if _op or label:
             _check(lib.rg_flag(s))
             i = lib.rg_id(s)
@@ -358,13 +308,6 @@ class Value:
                 _names[i] = str(_op)
             if label:
                 _labels[i] = str(label)
-
-    def __del__(self, _append=_dead.append):
-        # default argument: still bound while the interpreter shuts down
-        try:
-            _append(self._s)
-        except AttributeError:  # __init__ raised before a handle was made
-            pass
 
     __add__ = _binary(lib.rg_add, lib.rg_addc)             # self + other
     __radd__ = _binary(None, lib.rg_addc)                  # other + self
@@ -417,7 +360,7 @@ class Value:
             raise TypeError("_backward must be callable")
         s = self._s
         _check(lib.rg_make_custom(s))
-        _closures[lib.rg_id(s)] = (fn, _own_cells(fn, s))
+        _closures[lib.rg_id(s)] = (fn, _c.closure_cells(fn, s))
 
     @property
     def label(self):
@@ -463,14 +406,7 @@ class Value:
     @property
     def _prev(self):
         """The children, as a set of Values (as micrograd keeps them)."""
-        s = self._s
-        children = set()
-        for i in range(_check(lib.rg_nchildren(s))):
-            c = lib.rg_child(s, i)
-            if c < 0:
-                c = _made(c, lib.rg_child, s, i)
-            children.add(_handle(c))
-        return children
+        return set(_children(self))
 
     @property
     def _op(self):
@@ -544,8 +480,11 @@ class Function:
     def apply(cls, *inputs):
         xs = tuple(x if isinstance(x, Value) else Value(x) for x in inputs)
         out = Value(cls.forward(*[x.data for x in xs]), xs, cls.__name__)
+        del xs        # the closure finds the inputs through the node: it holds
+                      # only `out`, so a chain of these frees in one collection
 
         def _backward():
+            xs = _children(out)
             grads = tuple(cls.backward(out.grad, out.data, *[x.data for x in xs]))
             if len(grads) != len(xs):
                 raise ValueError(f"{cls.__name__}.backward returned {len(grads)} "
@@ -553,7 +492,7 @@ class Function:
             for x, g in zip(xs, grads):
                 x.grad += g
         out._backward = _backward
-        _forwards[lib.rg_id(out._s)] = (cls, xs)
+        _forwards[lib.rg_id(out._s)] = (cls, _backward.__code__.co_freevars.index("out"))
         return out
 
 
@@ -587,9 +526,8 @@ def values(xs):
     """A list of new leaf Values, one per number of xs (a sequence or a numpy
     array), made in one C call."""
     buf, n = _doubles(xs)
-    out = ffi.new("int32_t[]", n)
-    _made(lib.rg_leaves(buf, n, out), lib.rg_leaves, buf, n, out)
-    return [_handle(h) for h in ffi.unpack(out, n)]
+    vs, hs = _fresh(n)
+    return _bound(vs, hs, lib.rg_leaves, buf, n, hs)
 
 
 def _get(vs, which):
@@ -621,6 +559,8 @@ def set_data(vs, xs):
         raise ValueError(f"set_data: {n} Values but {m} numbers")
     _check(lib.rg_set_many(hs, n, lib.RG_DATA, buf))
 
+
+_c._value_type = Value
 
 if os.environ.get("RGRAD_MAX_NODES"):
     try:

@@ -13,7 +13,7 @@ import random
 from typing import Any, Sequence
 
 from ._rgrad import ffi, lib
-from .engine import Value, _handle, _made, _number
+from .engine import Value, _bound, _fresh, _number
 
 __all__ = ["Module", "Neuron", "Layer", "MLP"]
 
@@ -148,10 +148,8 @@ class Layer(Module):
         nout = len(b)
         x = [v if isinstance(v, Value) else Value(v) for v in x]
         xh = ffi.new("int32_t[]", [v._s for v in x])
-        out = ffi.new("int32_t[]", nout)
-        args = (w, b, xh, nin, nout, relu, out)
-        _made(lib.rg_layer(*args), lib.rg_layer, *args)
-        return [_handle(h) for h in ffi.unpack(out, nout)]
+        vs, out = _fresh(nout)
+        return _bound(vs, out, lib.rg_layer, w, b, xh, nin, nout, relu, out)
 
     def __getstate__(self):
         state = dict(self.__dict__)

@@ -1,0 +1,250 @@
+"""Which Python object holds each handle, and collection: finding the Values
+that died and freeing their nodes.
+
+Python chooses the slot of every new handle. `_reg[s]` is the Value object
+that holds slot s (or None), and `_free` the slots not in use, the next one
+last. A new Value is put in the registry *before* the C call that binds its
+slot to a node, and the steps between taking a slot and registering the
+object make no call, so no asynchronous exception (KeyboardInterrupt, a
+signal handler raising) and no other thread can come between them: a slot is
+either free, or held by a registered object that owns it.
+
+Values have no `__del__`. A Value has died when the registry holds the only
+reference to it (sys.getrefcount); collection finds those, tells C to free
+their slots (and to compact the arena when due), then puts the slots back on
+the free list. Every step either is one C call or can be repeated: a
+collection cut short by an exception is finished by the next one.
+
+Ops defined in Python keep a `_backward` closure per node (`_closures`), and
+such a closure holds Values of its own node and usually of its children. Such
+references do not keep a node alive, since the node keeps its children and the
+closure lives exactly as long as its node: a Value that only the registry and
+these closure cells refer to is not a root (`_weak_slots`). Its node lives as
+long as something else reaches it; when C frees the node, Python drops the
+closure, and the Value dies at the same collection.
+
+A collection never waits on itself: one asked for on a thread that is already
+collecting (a finalizer or a signal handler running inside it) is skipped,
+and the op that asked lets the arena grow instead.
+"""
+import sys
+import threading
+from itertools import compress
+
+from ._rgrad import ffi, lib
+
+_reg = []                # slot -> the Value holding it, or None
+_free = []               # free slots; the next to use is last
+_nslots = 0              # slots in _reg
+_releasing = None        # slots a cut-short collection was freeing
+_orphans = []            # slots C still binds whose object let go of them
+_sweep_at = 4096         # look for dead Values when _reg grows to this many slots
+_collect_lock = threading.Lock()
+_local = threading.local()
+
+# what Python keeps for nodes of ops defined in Python, by node id
+_names = {}        # id -> the _op string given to Value(data, _children, _op)
+_labels = {}       # id -> label
+_closures = {}     # id -> (_backward closure, its cells that hold a Value of the
+                   #        node or of one of its children)
+_forwards = {}     # id -> Function subclass, for replay
+
+_value_type = None  # rgrad.engine.Value, set by engine
+_CHUNK = 1024
+_TWO = 2
+
+
+def more_slots():
+    """Refills _free: collects first if the registry has doubled since the
+    last collection, and adds new slots if that freed none."""
+    global _nslots, _reg
+    if _nslots >= _sweep_at:
+        collect(force=False)
+    if _free:
+        return
+    n0 = _nslots
+    nones = [None] * _CHUNK
+    _nslots = n0 + _CHUNK       # these two in one go: no call between them
+    _reg += nones
+    _free.extend(range(n0 + _CHUNK - 1, n0 - 1, -1))
+
+
+def take(obj):
+    """Registers obj under a free slot and returns the slot (for the calls that
+    are not on the hot path; the operators inline this)."""
+    while not _free:
+        more_slots()
+    s = _free[-1]
+    del _free[-1]
+    obj._s = s
+    _reg[s] = obj
+    return s
+
+
+def give_back(s):
+    """The C call that was to bind slot s failed: s is free again."""
+    _reg[s] = None
+    _free.append(s)
+
+
+def let_go(s):
+    """An object stops holding slot s, which C still binds: free it at the
+    next collection."""
+    if 0 <= s < len(_reg):
+        _reg[s] = None
+        _orphans.append(s)
+
+
+def collect(force=True):
+    """Free the nodes no live Value can reach. rgrad does this by itself as the
+    arena grows; calling it only makes it happen now. Returns False if it was
+    skipped because this thread is already collecting."""
+    if getattr(_local, "collecting", False):
+        return False
+    _local.collecting = True
+    try:
+        with _collect_lock:
+            _collect(force)
+    finally:
+        _local.collecting = False
+    return True
+
+
+def collecting():
+    """Whether this thread is inside a collection."""
+    return getattr(_local, "collecting", False)
+
+
+def _collect(force):
+    global _releasing, _sweep_at
+    if _releasing is not None:  # cut short: C may not have freed them yet
+        dead = _releasing[0]
+        lib.rg_collect(ffi.new("int32_t[]", dead), len(dead), ffi.NULL, 0, 0)
+        _finish_release()
+    while True:
+        orphans = _orphans[:]
+        dead = _dead_slots() + orphans
+        weak = _weak_slots()
+        _releasing = (dead, len(orphans))
+        compacted = lib.rg_collect(ffi.new("int32_t[]", dead), len(dead),
+                                   ffi.new("int32_t[]", weak), len(weak), force)
+        _finish_release()
+        # Dropping a freed node's closure may leave Values that only it held
+        # (a Python op's input made by another Python op): go again.
+        if not (_forget_freed_nodes() and compacted):
+            break
+        force = True
+    _trim()
+    live = _nslots - len(_free)
+    _sweep_at = max(4096, 2 * live)
+
+
+def _dead_slots():
+    """Slots whose Value only the registry refers to."""
+    counts = map(sys.getrefcount, _reg)           # 2: the registry and the call
+    return list(compress(range(len(_reg)), map(_TWO.__eq__, counts)))
+
+
+def _finish_release():
+    """C has freed the slots in _releasing: forget their objects and put the
+    slots on the free list. Repeating it is harmless until the last step,
+    which is one step with the reset. (Freeing a free slot again in C is
+    harmless too, and these cannot have been reused: they are on no free
+    list until that last step.)"""
+    global _releasing, _free
+    slots, k = _releasing
+    for s in slots:
+        _reg[s] = None
+    kept = slots[::-1]          # the lowest slots are used first
+    del _orphans[:k]            # these three in one go: no call between them
+    _free += kept
+    _releasing = None
+
+
+def _trim():
+    """Shrinks the handle table when most of it is free at the top. Other
+    threads may take slots while this runs (between its calls): it gives up
+    if they did, and otherwise cuts in one step with no call in it."""
+    global _nslots
+    if _nslots <= 4 * _CHUNK or 2 * len(_free) < _nslots:
+        return
+    top = _nslots
+    while top > 0 and _reg[top - 1] is None:
+        top -= 1
+    top = -(-top // _CHUNK) * _CHUNK          # whole chunks
+    if top >= _nslots or any(s >= top for s in _orphans):
+        return
+    n = _nslots
+    snap = _free[:]
+    kept = sorted((s for s in snap if s < top), reverse=True)
+    tail = [None] * (n - top)
+    if _nslots == n and _free == snap and _reg[top:] == tail:
+        _free[:] = kept           # in place: the operators hold these lists
+        _nslots = top
+        del _reg[top:]
+        lib.rg_trim_handles(top)
+
+
+def _forget_freed_nodes():
+    """Drop what Python kept for nodes C has freed; whether a closure went."""
+    ids = ffi.new("uint64_t[]", 1024)
+    closures = len(_closures)
+    while True:
+        k = lib.rg_peek_dead(ids, 1024)
+        for i in ffi.unpack(ids, k):
+            for table in (_names, _labels, _closures, _forwards):
+                table.pop(i, None)
+        lib.rg_drop_dead(k)
+        if k < 1024:
+            return len(_closures) < closures
+
+
+def closure_cells(fn, s):
+    """The cells of closure fn that hold a Value of handle s's node or of one
+    of its children."""
+    cells = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        v = _contents(cell)
+        if isinstance(v, _value_type) and type(v._s) is int and (
+                lib.rg_same(v._s, s) or lib.rg_is_child(v._s, s)):
+            cells.append(cell)
+    return tuple(cells)
+
+
+def _contents(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
+def _weak_slots(_refcount=getattr(sys, "getrefcount", None)):
+    """Slots of Values that only the registry and closure cells of their own
+    node or of its parents refer to. (Where Python cannot count references,
+    there are none: such nodes then stay.)"""
+    if _refcount is None or not _closures:
+        return []
+    held = {}
+    for _, cells in list(_closures.values()):
+        # A cell is referenced by the closure, by `cells`, by `cell` here and
+        # by getrefcount's argument; one more is the frame that made it, still
+        # running (between `out._backward = ...` and `return out`): then the
+        # Values it holds are in use even though only the cell holds them.
+        busy = False
+        for cell in cells:
+            busy = busy or _refcount(cell) > 4
+        for cell in cells:
+            v = _contents(cell)
+            if v is not None:
+                k = id(v)
+                n = held.get(k, (v, 0))[1]
+                held[k] = (v, -1 if busy or n < 0 else n + 1)
+    weak = []
+    for v, n in held.values():
+        s = v._s
+        # references: the registry, `held`'s tuple, `v` here, getrefcount's
+        # argument, and n cells
+        if n > 0 and type(s) is int and 0 <= s < len(_reg) and _reg[s] is v \
+                and _refcount(v) == 4 + n:
+            weak.append(s)
+    return weak

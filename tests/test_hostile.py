@@ -1,0 +1,284 @@
+"""rgrad under hostile use: collections asked for from inside a collection,
+asynchronous exceptions landing anywhere, long chains of Python ops, a spent
+node budget, a huge handle table, a tampered Value. Each checks that the
+engine neither hangs, nor leaks, nor gives up (what could hang runs in a
+subprocess with a timeout)."""
+import math
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import rgrad
+from rgrad import Function, Value
+from rgrad import collection
+
+TIMEOUT = 120
+
+
+def run_script(body):
+    """Runs body in a fresh interpreter; returns its stdout. A hang fails the
+    test by timeout instead of stopping the suite."""
+    code = "import rgrad\nfrom rgrad import Value\n" + textwrap.dedent(body)
+    try:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the script hung (killed after %d s):\n%s" % (TIMEOUT, body))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+def settle():
+    """Collect until nothing more is freed; the engine's counts after it."""
+    import gc
+    gc.collect()
+    rgrad.collect()
+    rgrad.collect()
+    return rgrad.stats()
+
+
+# ---- a collection never waits on itself ---------------------------------------
+
+def test_finalizer_of_a_freed_closure_may_build_graphs_and_collect():
+    out = run_script("""
+        import math
+
+        class Noisy:
+            def __del__(self):                  # runs while rgrad collects
+                v = Value(2.0) * 3 + 1
+                assert v.data == 7.0
+                rgrad.collect()
+
+        def tanh(x):
+            noisy = Noisy()
+            t = math.tanh(x.data)
+            out = Value(t, (x,), "tanh")
+            def _backward():
+                noisy                           # the closure owns it
+                x.grad += (1 - t * t) * out.grad
+            out._backward = _backward
+            return out
+
+        for _ in range(30):
+            y = Value(0.5)
+            for _ in range(200):
+                y = tanh(y)
+            y.backward()
+            del y
+            rgrad.collect()
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_cyclic_garbage_finalized_inside_a_collection_may_use_rgrad():
+    out = run_script("""
+        import gc, math
+        gc.set_threshold(1, 1, 1)               # the cyclic gc runs on any allocation
+
+        class Cycle:
+            def __init__(self):
+                self.me = self
+            def __del__(self):                  # run by the cyclic gc
+                (Value(1.0) + 2).backward()
+                rgrad.collect()
+
+        def tanh(x):
+            cycle = Cycle()                     # garbage once the closure goes,
+            t = math.tanh(x.data)               # which happens inside collect()
+            out = Value(t, (x,), "tanh")
+            def _backward():
+                cycle
+                x.grad += (1 - t * t) * out.grad
+            out._backward = _backward
+            return out
+
+        for _ in range(20):
+            y = Value(0.5)
+            for _ in range(100):
+                y = tanh(y)
+            del y
+            rgrad.collect()
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_signal_handler_doing_arithmetic_while_a_collection_is_due():
+    out = run_script("""
+        import signal
+
+        ticks = 0
+        busy = False
+        def progress(signum, frame):            # a progress hook on SIGALRM
+            global ticks, busy
+            if busy:
+                return
+            busy = True
+            ticks += 1
+            v = Value(1.5) * 2
+            v.backward()
+            rgrad.collect()
+            busy = False
+
+        signal.signal(signal.SIGALRM, progress)
+        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+        for _ in range(40):
+            x = Value(1.0)
+            for _ in range(3000):
+                x = x * 1.0001 + 0.5
+            x.backward()
+            rgrad.collect()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        assert ticks > 10, ticks
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+# ---- asynchronous exceptions leak nothing -------------------------------------------
+
+def test_interrupts_anywhere_in_a_training_loop_leak_nothing():
+    out = run_script("""
+        import gc, math, random, signal
+        from rgrad.nn import MLP
+        from rgrad import collection
+
+        class Interrupt(Exception):
+            pass
+
+        armed = False
+
+        def interrupt(signum, frame):           # one exception per arming
+            global armed
+            if armed:
+                armed = False
+                raise Interrupt
+
+        def tanh(x):
+            t = math.tanh(x.data)
+            out = Value(t, (x,), "tanh")
+            def _backward():
+                x.grad += (1 - t * t) * out.grad
+            out._backward = _backward
+            return out
+
+        gc.collect(); rgrad.collect()
+        before = rgrad.stats()
+        random.seed(0)
+        model = MLP(2, [8, 8, 1])
+        signal.signal(signal.SIGALRM, interrupt)
+        signal.setitimer(signal.ITIMER_REAL, 0.0003, 0.0003)
+        hits = 0
+        while hits < 3000:
+            try:
+                armed = True
+                xs = rgrad.values([random.random(), random.random()])
+                loss = tanh(model(xs)) ** 2 + sum(p * p for p in model.parameters())
+                model.zero_grad()
+                loss.backward()
+                rgrad.collect(force=False)
+                armed = False
+            except Interrupt:
+                hits += 1
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        xs = loss = model = None
+        gc.collect(); rgrad.collect(); rgrad.collect()
+        after = rgrad.stats()
+        print(before["handles"], after["handles"], after["nodes"],
+              len(collection._closures), len(collection._names))
+    """)
+    handles0, handles, nodes, closures, names = map(int, out.split())
+    assert handles <= handles0
+    assert nodes <= handles0 + 5
+    assert closures == 0 and names == 0
+
+
+# ---- freeing N nodes costs O(N) ------------------------------------------------------
+
+def py_tanh(x):
+    """tanh the lecture's way: a Python op with a _backward closure."""
+    t = math.tanh(x.data)
+    out = Value(t, (x,), "tanh")
+
+    def _backward():
+        x.grad += (1 - t * t) * out.grad
+    out._backward = _backward
+    return out
+
+
+class Halve(Function):
+    @staticmethod
+    def forward(x):
+        return x / 2
+
+    @staticmethod
+    def backward(grad, out, x):
+        return (grad / 2,)
+
+
+@pytest.mark.parametrize("op", [py_tanh, Halve.apply], ids=["closure", "Function"])
+def test_a_deep_chain_of_python_ops_is_freed_by_a_bounded_number_of_passes(op):
+    settle()
+    y = Value(0.3)
+    for _ in range(20_000):
+        y = op(y)
+    y.backward()
+    start = rgrad.stats()
+    del y
+    after = settle()
+    # one compaction frees the whole chain, whatever its depth (the old
+    # collector freed one Python op per pass: 20,000 passes)
+    assert after["collections"] - start["collections"] <= 6
+    assert after["nodes"] < 100
+    assert not collection._closures
+
+
+# ---- the budget, the handle table, a tampered Value -----------------------------------
+
+def test_the_budget_is_not_spent_on_nodes_a_collection_would_free():
+    settle()
+    keep = rgrad.values([1.0] * 50_000)
+    rgrad.collect()                     # compacts, with all 50,000 alive
+    rgrad.set_max_nodes(rgrad.stats()["nodes"] + 1000)
+    try:
+        del keep
+        rgrad.collect(force=False)      # the dead are found; no compaction is due
+        more = rgrad.values([2.0] * 20_000)
+        assert len(more) == 20_000
+    finally:
+        rgrad.set_max_nodes(None)
+
+
+def test_the_handle_table_shrinks_after_a_big_graph_is_dropped():
+    settle()
+    slots0 = rgrad.stats()["slots"]
+    vs = rgrad.values([0.5] * 1_000_000)
+    total = vs[0]
+    for v in vs[1:1000]:
+        total = total + v
+    assert rgrad.stats()["slots"] >= 1_000_000
+    del vs, total, v
+    after = settle()
+    assert after["slots"] <= max(slots0, 4096) + 8192
+    assert len(collection._reg) <= max(slots0, 4096) + 8192
+    assert after["handles"] < 4096
+
+
+@pytest.mark.parametrize("junk", ["x", None, 3.5, 10**30, -7])
+def test_a_value_with_junk_in_its_handle_does_not_break_collection(junk):
+    a = Value(2.0)
+    b = Value(3.0)
+    a._s = junk
+    (b * b).backward()
+    settle()
+    c = b * 4
+    assert c.data == 12.0
+    with pytest.raises((TypeError, ValueError, OverflowError)):
+        (a * 2).data
+    del a
+    settle()
+    assert (b + 1).data == 4.0
