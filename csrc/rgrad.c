@@ -10,11 +10,11 @@
    mutex guards everything, because cffi releases the GIL around each call.
    Nothing here prints or exits: every failure is a result code. */
 #include <math.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "platform.h"
 #include "rgrad.h"
 
 typedef struct {
@@ -44,8 +44,8 @@ enum { FWD, BWD };
 
 /* Anomaly mode, per thread (rg_anomaly): ops check their results, and the
    first NaN or infinity is described here for Python. */
-static _Thread_local int anomaly;
-static _Thread_local rg_anomaly_info last_anomaly;
+static RG_THREAD_LOCAL int anomaly;
+static RG_THREAD_LOCAL rg_anomaly_info last_anomaly;
 
 #define GC_MIN_NODES (1 << 16)   /* never compact an arena smaller than this */
 #define GC_MIN_SLOTS (1 << 12)   /* nor ask for dead handles below this many */
@@ -53,7 +53,7 @@ static _Thread_local rg_anomaly_info last_anomaly;
 #define SLOT_DEAD (-2)           /* of a handle in use whose node was freed */
 
 static struct {
-    pthread_mutex_t lock;
+    rg_mutex lock;
     rg_node *nodes;
     uint8_t *mark;       /* one per node slot of capacity; all zero between calls */
     int32_t n, cap;
@@ -81,7 +81,7 @@ static struct {
     int32_t tape_len, tape_cap, tape_root;
     int64_t tape_gen;
 } A = {
-    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .lock = RG_MUTEX_INIT,
     .max_nodes = INT32_MAX,
     .tape_root = -1,
     .gc_at = GC_MIN_NODES,
@@ -116,7 +116,7 @@ static double sigmoid(double x)
 /* One op, one case: its forward value (dir == FWD) and its local derivatives
    (dir == BWD). x and y are the children, z the node itself, dz its grad.
    Backward only adds into children. */
-static inline __attribute__((always_inline)) int step(rg_node *nodes, rg_node *z, int dir)
+RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
 {
     rg_node *x = z->a >= 0 ? &nodes[z->a] : NULL;
     rg_node *y = z->b >= 0 ? &nodes[z->b] : NULL;
@@ -352,7 +352,7 @@ static int push(int op, int32_t a, int32_t b, double arg)
    shared library. */
 static void lock_to_make(void)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     A.check = anomaly;
 }
 
@@ -370,7 +370,7 @@ static int32_t make(int op, int32_t ha, int32_t hb, double arg)
     if ((rc = push(op, a, b, arg)) != RG_OK) goto out;
     rc = new_handle(A.n - 1);
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
@@ -412,7 +412,7 @@ static int32_t make_via(int op1, int32_t hu, double arg1, int op2, int32_t hx, d
     }
     rc = new_handle(A.n - 1);
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
@@ -495,7 +495,7 @@ static int tape_for(int32_t r)
 int rg_backward(int32_t root)
 {
     int rc = RG_OK;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t r = node_of(root);
     if (r >= 0 && needs_python(r)) {
         r = RG_PYGRAPH;                      /* Python walks it with rg_run */
@@ -527,7 +527,7 @@ int rg_backward(int32_t root)
             }
         }
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return r >= 0 ? rc : r == RG_PYGRAPH ? RG_PYGRAPH : RG_EHANDLE;
 }
 
@@ -536,7 +536,7 @@ int rg_backward(int32_t root)
 int rg_forward(int32_t root)
 {
     int rc;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t r = node_of(root);
     if (r < 0) { rc = RG_EHANDLE; goto out; }
     if (needs_python(r)) { rc = RG_PYGRAPH; goto out; }   /* Python walks it with rg_run */
@@ -550,7 +550,7 @@ int rg_forward(int32_t root)
         if (check && rc == RG_OK && !finite_forward(z)) rc = RG_EANOMALY;
     }
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
@@ -569,7 +569,7 @@ int rg_leaves(const double *xs, int32_t n, int32_t *out)
         out[k] = new_handle(A.n - 1);
     }
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
@@ -620,7 +620,7 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
         A.n = n0;
     }
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     free(idx);
     return rc;
 }
@@ -633,25 +633,25 @@ static double *field(rg_node *z, int which)
 int rg_get_many(const int32_t *hs, int32_t n, int which, double *out)
 {
     int rc = RG_OK;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     for (int32_t k = 0; k < n && rc == RG_OK; k++) {
         int32_t i = node_of(hs[k]);
         if (i < 0) rc = RG_EHANDLE;
         else out[k] = *field(&A.nodes[i], which);
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
 int rg_set_many(const int32_t *hs, int32_t n, int which, const double *xs)
 {
     int rc = RG_OK;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     for (int32_t k = 0; k < n && rc == RG_OK; k++)
         if (node_of(hs[k]) < 0) rc = RG_EHANDLE;
     for (int32_t k = 0; k < n && rc == RG_OK; k++)
         *field(&A.nodes[node_of(hs[k])], which) = xs[k];
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
@@ -674,7 +674,7 @@ static double decayed_grad(const rg_node *p, double weight_decay)
 int rg_sgd_step(const int32_t *params, int32_t n, double lr, double momentum,
                 double weight_decay, double *velocity, int first)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int ok = all_live(params, n);
     for (int32_t k = 0; ok && k < n; k++) {
         rg_node *p = &A.nodes[node_of(params[k])];
@@ -685,7 +685,7 @@ int rg_sgd_step(const int32_t *params, int32_t n, double lr, double momentum,
         }
         p->data -= lr * g;
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return ok ? RG_OK : RG_EHANDLE;
 }
 
@@ -697,7 +697,7 @@ int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
        lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps) */
     double step_size = lr / (1.0 - pow(beta1, (double)step));
     double bc2_sqrt = sqrt(1.0 - pow(beta2, (double)step));
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int ok = all_live(params, n);
     for (int32_t k = 0; ok && k < n; k++) {
         rg_node *p = &A.nodes[node_of(params[k])];
@@ -706,7 +706,7 @@ int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
         v[k] = v[k] * beta2 + (1.0 - beta2) * (g * g);
         p->data += -step_size * (m[k] / (sqrt(v[k]) / bc2_sqrt + eps));
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return ok ? RG_OK : RG_EHANDLE;
 }
 
@@ -714,9 +714,9 @@ int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
 
 int rg_valid(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int ok = node_of(h) >= 0;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return ok;
 }
 
@@ -724,19 +724,19 @@ int rg_valid(int32_t h)
 static double get(int32_t h, size_t field)
 {
     double v = NAN;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0) memcpy(&v, (char *)&A.nodes[i] + field, sizeof v);
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return v;
 }
 
 static int set(int32_t h, size_t field, double v)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0) memcpy((char *)&A.nodes[i] + field, &v, sizeof v);
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return i >= 0 ? RG_OK : RG_EHANDLE;
 }
 
@@ -748,10 +748,10 @@ int rg_set_grad(int32_t h, double x) { return set(h, offsetof(rg_node, grad), x)
 
 int rg_op(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     int op = i >= 0 ? A.nodes[i].op : RG_EHANDLE;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return op;
 }
 
@@ -779,33 +779,33 @@ static int32_t child_at(int32_t i, int k)
 
 int rg_nchildren(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     int n = i >= 0 ? nchildren(i) : RG_EHANDLE;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return n;
 }
 
 int32_t rg_child(int32_t h, int k)
 {
     int32_t rc;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i < 0 || k < 0 || k >= nchildren(i)) { rc = RG_EHANDLE; goto out; }
     if (handles_due()) { rc = RG_COLLECT; goto out; }
     if ((rc = reserve_handles(1)) != RG_OK) goto out;
     rc = new_handle(child_at(i, k));
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
 int64_t rg_id(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     int64_t id = i >= 0 ? (int64_t)node_id(&A.nodes[i]) : RG_EHANDLE;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return id;
 }
 
@@ -834,14 +834,14 @@ int32_t rg_custom(double data, const int32_t *children, int32_t n)
     A.n_py++;
     rc = new_handle(A.n - 1);
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     free(idx);
     return rc;
 }
 
 int rg_make_custom(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0 && A.nodes[i].op != RG_PY) {
         A.nodes[i].op = RG_PY;      /* its children stay; Python now runs it */
@@ -850,43 +850,43 @@ int rg_make_custom(int32_t h)
         if (i != A.n - 1) A.haspy_stale = 1;   /* nodes made since may be parents */
         A.tape_root = -1;           /* a cached tape may hold this node */
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return i >= 0 ? RG_OK : RG_EHANDLE;
 }
 
 int rg_flag(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0) A.nodes[i].flags |= F_PY;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return i >= 0 ? RG_OK : RG_EHANDLE;
 }
 
 int rg_node_backward(int32_t h)
 {
     int rc = RG_OK;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i < 0) rc = RG_EHANDLE;
     else if (A.nodes[i].op == RG_PY) rc = RG_PYGRAPH;
     else step(A.nodes, &A.nodes[i], BWD);
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
 int rg_pin(int delta)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     A.pinned += delta;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return RG_OK;
 }
 
 int32_t rg_tape(int32_t root, int32_t *out, int32_t cap)
 {
     int32_t rc;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t r = node_of(root);
     if (r < 0) { rc = RG_EHANDLE; goto out; }
     if ((rc = tape_for(r)) != RG_OK) goto out;
@@ -894,14 +894,14 @@ int32_t rg_tape(int32_t root, int32_t *out, int32_t cap)
     if (out && A.tape_len > 0 && cap >= A.tape_len)
         memcpy(out, A.tape, (size_t)A.tape_len * sizeof *out);
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
 int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t *id)
 {
     int rc = RG_OK;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t k = *pos, dk = backward ? -1 : 1;
     int check = anomaly;
     for (; k >= 0 && k < n; k += dk) {
@@ -917,28 +917,28 @@ int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t 
         }
     }
     *pos = k;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
 int32_t rg_take_dead(uint64_t *out, int32_t cap)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t n = A.n_dead < cap ? A.n_dead : cap;
     if (n > 0) {
         memcpy(out, A.dead_ids + (A.n_dead - n), (size_t)n * sizeof *out);
         A.n_dead -= n;
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return n;
 }
 
 int rg_same(int32_t h1, int32_t h2)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h1);
     int same = i >= 0 && i == node_of(h2);
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return same;
 }
 
@@ -1027,7 +1027,7 @@ static void compact(void)
 
 int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, int force)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     for (int32_t k = 0; k < n; k++) {
         int32_t h = dead[k];
         if (h < 0 || h >= A.nslots || A.slot_node[h] == SLOT_FREE)
@@ -1047,22 +1047,22 @@ int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, i
     int32_t in_use = A.nslots - A.nfree;
     A.slot_gc_at = in_use > INT32_MAX / 2 ? INT32_MAX : 2 * in_use;
     if (A.slot_gc_at < GC_MIN_SLOTS) A.slot_gc_at = GC_MIN_SLOTS;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return compacted;
 }
 
 int rg_set_max_nodes(int64_t n)
 {
     if (n < 1) return RG_EHANDLE;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     A.max_nodes = n > INT32_MAX ? INT32_MAX : (int32_t)n;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return RG_OK;
 }
 
 void rg_get_stats(rg_stats *out)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     out->nodes = A.n;
     out->capacity = A.cap;
     out->live = A.live;
@@ -1070,5 +1070,6 @@ void rg_get_stats(rg_stats *out)
     out->collections = A.collections;
     out->node_bytes = sizeof(rg_node);
     out->max_nodes = A.max_nodes;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
 }
+
