@@ -875,10 +875,15 @@ int rg_node_backward(int32_t h)
     return rc;
 }
 
+/* The pins this thread holds, so that a forked child keeps only its own
+   thread's pins (fork_child). */
+static RG_THREAD_LOCAL int32_t pins_here;
+
 int rg_pin(int delta)
 {
     rg_mutex_lock(&A.lock);
     A.pinned += delta;
+    pins_here += delta;
     rg_mutex_unlock(&A.lock);
     return RG_OK;
 }
@@ -1073,3 +1078,28 @@ void rg_get_stats(rg_stats *out)
     rg_mutex_unlock(&A.lock);
 }
 
+/* ---- fork ---------------------------------------------------------------- */
+
+#if RG_HAVE_FORK
+/* fork() copies only the thread that calls it. Taking the mutex first means
+   no other thread is halfway through a change to the arena as it is copied,
+   and both processes then release it. In the child the other threads are
+   gone, and so are their pins: a pin taken by a thread that will never drop
+   it would stop compaction for good. The forking thread's own pins stay, as
+   its walk goes on in the child and will drop them. */
+static void fork_prepare(void) { rg_mutex_lock(&A.lock); }
+static void fork_parent(void) { rg_mutex_unlock(&A.lock); }
+
+static void fork_child(void)
+{
+    A.pinned = pins_here;
+    rg_mutex_unlock(&A.lock);
+}
+
+/* Registered as the library loads. Should registration fail (no memory at
+   load time), forking works as it would without it. */
+RG_ON_LOAD static void register_fork_handlers(void)
+{
+    (void)rg_at_fork(fork_prepare, fork_parent, fork_child);
+}
+#endif

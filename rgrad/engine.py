@@ -37,6 +37,21 @@ __all__ = ["Value", "Function", "collect", "stats", "values", "get_data",
 _dead = []                      # handles of dead Values, not yet handed to C
 _collect_lock = threading.Lock()
 
+
+def _after_fork_in_child():
+    global _collect_lock
+    _collect_lock = threading.Lock()
+
+
+# A fork waits for a collection running in another thread to finish, so the
+# child inherits neither a half-handed-over `_dead` (handles lost to C for
+# good) nor a lock held by a thread it does not have. (C's own mutex is taken
+# around fork() by handlers in csrc/rgrad.c.)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=lambda: _collect_lock.acquire(),
+                        after_in_parent=lambda: _collect_lock.release(),
+                        after_in_child=_after_fork_in_child)
+
 _ERRORS = {
     lib.RG_EZERODIV: (ZeroDivisionError, "division by zero"),
     lib.RG_EDOMAIN: (ValueError, "math domain error"),
