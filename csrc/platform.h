@@ -31,6 +31,9 @@
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
 #endif
+#ifndef NOMINMAX
+#define NOMINMAX          /* no min and max macros */
+#endif
 #include <windows.h>
 
 typedef SRWLOCK rg_mutex;
