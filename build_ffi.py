@@ -1,24 +1,38 @@
 """Builds rgrad._rgrad, the C engine, with cffi in out-of-line API mode.
 
-setup.py hands `ffibuilder` to setuptools through cffi_modules. Setting
+setup.py hands `ffibuilder` to setuptools through cffi_modules. The flags
+follow the compiler setuptools will use: MSVC on Windows, otherwise a
+GCC-compatible one (GCC, Clang, MinGW's GCC; CC=clang picks Clang). Setting
 RGRAD_SANITIZE=1 in the environment builds with AddressSanitizer and
-UndefinedBehaviorSanitizer (see README: "Checking the C core").
+UndefinedBehaviorSanitizer (GCC and Clang only; see README: "Checking the C
+core").
 """
 import os
 import pathlib
+import sys
+import sysconfig
 
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
 
-cflags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
-ldflags = ["-lm", "-pthread"]
-if os.environ.get("RGRAD_SANITIZE"):
-    san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-           "-fno-omit-frame-pointer", "-g", "-O1"]
-    cflags += san
-    ldflags += san
+# A Python built with MinGW (MSYS2) reports a "mingw" platform and builds
+# with GCC; python.org's Windows Python builds with MSVC.
+MSVC = sys.platform == "win32" and not sysconfig.get_platform().startswith("mingw")
+
+if MSVC:
+    # /std:c11 for _Static_assert and designated initialisers (VS 2019 16.8+)
+    cflags = ["/std:c11", "/O2"]
+    ldflags = []
+else:
+    cflags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    ldflags = ["-lm"] if sys.platform == "win32" else ["-lm", "-pthread"]
+    if os.environ.get("RGRAD_SANITIZE"):
+        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+               "-fno-omit-frame-pointer", "-g", "-O1"]
+        cflags += san
+        ldflags += san
 
 ffibuilder = FFI()
 ffibuilder.cdef((CSRC / "rgrad.cdef.h").read_text())
@@ -28,6 +42,7 @@ ffibuilder.set_source(
     # setuptools wants source paths relative to the project root
     sources=[os.path.relpath(CSRC / "rgrad.c", os.getcwd())],
     include_dirs=[str(CSRC)],
+    depends=[str(CSRC / name) for name in ("rgrad.h", "rgrad.cdef.h", "platform.h")],
     extra_compile_args=cflags,
     extra_link_args=ldflags,
 )

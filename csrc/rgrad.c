@@ -10,11 +10,11 @@
    mutex guards everything, because cffi releases the GIL around each call.
    Nothing here prints or exits: every failure is a result code. */
 #include <math.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "platform.h"
 #include "rgrad.h"
 
 typedef struct {
@@ -44,8 +44,8 @@ enum { FWD, BWD };
 
 /* Anomaly mode, per thread (rg_anomaly): ops check their results, and the
    first NaN or infinity is described here for Python. */
-static _Thread_local int anomaly;
-static _Thread_local rg_anomaly_info last_anomaly;
+static RG_THREAD_LOCAL int anomaly;
+static RG_THREAD_LOCAL rg_anomaly_info last_anomaly;
 
 #define GC_MIN_NODES (1 << 16)   /* never compact an arena smaller than this */
 #define SLOT_FREE (-1)           /* slot_node of a handle not in use */
@@ -53,7 +53,7 @@ static _Thread_local rg_anomaly_info last_anomaly;
 #define SLOT_CLAIMED (-3)        /* of a handle the call in progress is binding */
 
 static struct {
-    pthread_mutex_t lock;
+    rg_mutex lock;
     rg_node *nodes;
     uint8_t *mark;       /* one per node slot of capacity; all zero between calls */
     int32_t n, cap;
@@ -83,7 +83,7 @@ static struct {
     int32_t tape_len, tape_cap, tape_root;
     int64_t tape_gen;
 } A = {
-    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .lock = RG_MUTEX_INIT,
     .max_nodes = INT32_MAX,
     .tape_root = -1,
     .gc_at = GC_MIN_NODES,
@@ -117,7 +117,7 @@ static double sigmoid(double x)
 /* One op, one case: its forward value (dir == FWD) and its local derivatives
    (dir == BWD). x and y are the children, z the node itself, dz its grad.
    Backward only adds into children. */
-static inline __attribute__((always_inline)) int step(rg_node *nodes, rg_node *z, int dir)
+RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
 {
     rg_node *x = z->a >= 0 ? &nodes[z->a] : NULL;
     rg_node *y = z->b >= 0 ? &nodes[z->b] : NULL;
@@ -377,7 +377,7 @@ static int push(int op, int32_t a, int32_t b, double arg)
    shared library. */
 static void lock_to_make(void)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     A.check = anomaly;
 }
 
@@ -399,7 +399,7 @@ static int make(int32_t h, int op, int32_t ha, int32_t hb, double arg)
     }
     bind(h, A.n - 1);
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
@@ -445,7 +445,7 @@ static int make_via(int32_t h, int op1, int32_t hu, double arg1, int op2, int32_
     }
     bind(h, A.n - 1);
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
@@ -528,7 +528,7 @@ static int tape_for(int32_t r)
 int rg_backward(int32_t root)
 {
     int rc = RG_OK;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t r = node_of(root);
     if (r >= 0 && needs_python(r)) {
         r = RG_PYGRAPH;                      /* Python walks it with rg_run */
@@ -560,7 +560,7 @@ int rg_backward(int32_t root)
             }
         }
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return r >= 0 ? rc : r == RG_PYGRAPH ? RG_PYGRAPH : RG_EHANDLE;
 }
 
@@ -569,7 +569,7 @@ int rg_backward(int32_t root)
 int rg_forward(int32_t root)
 {
     int rc;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t r = node_of(root);
     if (r < 0) { rc = RG_EHANDLE; goto out; }
     if (needs_python(r)) { rc = RG_PYGRAPH; goto out; }   /* Python walks it with rg_run */
@@ -583,7 +583,7 @@ int rg_forward(int32_t root)
         if (check && rc == RG_OK && !finite_forward(z)) rc = RG_EANOMALY;
     }
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
@@ -602,7 +602,7 @@ int rg_leaves(const double *xs, int32_t n, const int32_t *hs)
         bind(hs[k], A.n - 1);
     }
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
@@ -652,7 +652,7 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
         for (int32_t k = 0; k < nout; k++) bind(out[k], A.slot_node[out[k]]);
     }
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     free(idx);
     return rc;
 }
@@ -665,25 +665,25 @@ static double *field(rg_node *z, int which)
 int rg_get_many(const int32_t *hs, int32_t n, int which, double *out)
 {
     int rc = RG_OK;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     for (int32_t k = 0; k < n && rc == RG_OK; k++) {
         int32_t i = node_of(hs[k]);
         if (i < 0) rc = RG_EHANDLE;
         else out[k] = *field(&A.nodes[i], which);
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
 int rg_set_many(const int32_t *hs, int32_t n, int which, const double *xs)
 {
     int rc = RG_OK;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     for (int32_t k = 0; k < n && rc == RG_OK; k++)
         if (node_of(hs[k]) < 0) rc = RG_EHANDLE;
     for (int32_t k = 0; k < n && rc == RG_OK; k++)
         *field(&A.nodes[node_of(hs[k])], which) = xs[k];
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
@@ -706,7 +706,7 @@ static double decayed_grad(const rg_node *p, double weight_decay)
 int rg_sgd_step(const int32_t *params, int32_t n, double lr, double momentum,
                 double weight_decay, double *velocity, int first)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int ok = all_live(params, n);
     for (int32_t k = 0; ok && k < n; k++) {
         rg_node *p = &A.nodes[node_of(params[k])];
@@ -717,7 +717,7 @@ int rg_sgd_step(const int32_t *params, int32_t n, double lr, double momentum,
         }
         p->data -= lr * g;
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return ok ? RG_OK : RG_EHANDLE;
 }
 
@@ -729,7 +729,7 @@ int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
        lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps) */
     double step_size = lr / (1.0 - pow(beta1, (double)step));
     double bc2_sqrt = sqrt(1.0 - pow(beta2, (double)step));
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int ok = all_live(params, n);
     for (int32_t k = 0; ok && k < n; k++) {
         rg_node *p = &A.nodes[node_of(params[k])];
@@ -738,7 +738,7 @@ int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
         v[k] = v[k] * beta2 + (1.0 - beta2) * (g * g);
         p->data += -step_size * (m[k] / (sqrt(v[k]) / bc2_sqrt + eps));
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return ok ? RG_OK : RG_EHANDLE;
 }
 
@@ -746,9 +746,9 @@ int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
 
 int rg_valid(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int ok = node_of(h) >= 0;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return ok;
 }
 
@@ -756,19 +756,19 @@ int rg_valid(int32_t h)
 static double get(int32_t h, size_t field)
 {
     double v = NAN;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0) memcpy(&v, (char *)&A.nodes[i] + field, sizeof v);
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return v;
 }
 
 static int set(int32_t h, size_t field, double v)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0) memcpy((char *)&A.nodes[i] + field, &v, sizeof v);
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return i >= 0 ? RG_OK : RG_EHANDLE;
 }
 
@@ -780,10 +780,10 @@ int rg_set_grad(int32_t h, double x) { return set(h, offsetof(rg_node, grad), x)
 
 int rg_op(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     int op = i >= 0 ? A.nodes[i].op : RG_EHANDLE;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return op;
 }
 
@@ -811,43 +811,43 @@ static int32_t child_at(int32_t i, int k)
 
 int rg_nchildren(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     int n = i >= 0 ? nchildren(i) : RG_EHANDLE;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return n;
 }
 
 int rg_child(int32_t h, int k, int32_t out)
 {
     int rc;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i < 0 || k < 0 || k >= nchildren(i)) { rc = RG_EHANDLE; goto out; }
     if ((rc = claim(&out, 1)) != RG_OK) goto out;
     bind(out, child_at(i, k));
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
 int rg_is_child(int32_t h, int32_t parent)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h), p = node_of(parent);
     int found = 0;
     if (i >= 0 && p >= 0)
         for (int k = nchildren(p) - 1; k >= 0 && !found; k--) found = child_at(p, k) == i;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return found;
 }
 
 int64_t rg_id(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     int64_t id = i >= 0 ? (int64_t)node_id(&A.nodes[i]) : RG_EHANDLE;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return id;
 }
 
@@ -875,14 +875,14 @@ int rg_custom(int32_t h, double data, const int32_t *children, int32_t n)
     A.n_py++;
     bind(h, A.n - 1);
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     free(idx);
     return rc;
 }
 
 int rg_make_custom(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0 && A.nodes[i].op != RG_PY) {
         A.nodes[i].op = RG_PY;      /* its children stay; Python now runs it */
@@ -891,43 +891,48 @@ int rg_make_custom(int32_t h)
         if (i != A.n - 1) A.haspy_stale = 1;   /* nodes made since may be parents */
         A.tape_root = -1;           /* a cached tape may hold this node */
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return i >= 0 ? RG_OK : RG_EHANDLE;
 }
 
 int rg_flag(int32_t h)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0) A.nodes[i].flags |= F_PY;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return i >= 0 ? RG_OK : RG_EHANDLE;
 }
 
 int rg_node_backward(int32_t h)
 {
     int rc = RG_OK;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
     if (i < 0) rc = RG_EHANDLE;
     else if (A.nodes[i].op == RG_PY) rc = RG_PYGRAPH;
     else step(A.nodes, &A.nodes[i], BWD);
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
+/* The pins this thread holds, so that a forked child keeps only its own
+   thread's pins (fork_child). */
+static RG_THREAD_LOCAL int32_t pins_here;
+
 int rg_pin(int delta)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     A.pinned += delta;
-    pthread_mutex_unlock(&A.lock);
+    pins_here += delta;
+    rg_mutex_unlock(&A.lock);
     return RG_OK;
 }
 
 int32_t rg_tape(int32_t root, int32_t *out, int32_t cap)
 {
     int32_t rc;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t r = node_of(root);
     if (r < 0) { rc = RG_EHANDLE; goto out; }
     if ((rc = tape_for(r)) != RG_OK) goto out;
@@ -935,14 +940,14 @@ int32_t rg_tape(int32_t root, int32_t *out, int32_t cap)
     if (out && A.tape_len > 0 && cap >= A.tape_len)
         memcpy(out, A.tape, (size_t)A.tape_len * sizeof *out);
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
 int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t *id)
 {
     int rc = RG_OK;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t k = *pos, dk = backward ? -1 : 1;
     int check = anomaly;
     for (; k >= 0 && k < n; k += dk) {
@@ -958,32 +963,32 @@ int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t 
         }
     }
     *pos = k;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
 int32_t rg_peek_dead(uint64_t *out, int32_t cap)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t n = A.n_dead < cap ? A.n_dead : cap;
     if (n > 0) memcpy(out, A.dead_ids + (A.n_dead - n), (size_t)n * sizeof *out);
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return n;
 }
 
 void rg_drop_dead(int32_t k)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     if (k > 0) A.n_dead = k < A.n_dead ? A.n_dead - k : 0;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
 }
 
 int rg_same(int32_t h1, int32_t h2)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     int32_t i = node_of(h1);
     int same = i >= 0 && i == node_of(h2);
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return same;
 }
 
@@ -1072,7 +1077,7 @@ static void compact(void)
 
 int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, int force)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     for (int32_t k = 0; k < n; k++) {
         int32_t h = dead[k];
         if (h < 0 || h >= A.nslots || A.slot_node[h] == SLOT_FREE ||
@@ -1089,21 +1094,21 @@ int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, i
         for (int32_t k = 0; k < m; k++)
             if (weak[k] >= 0 && weak[k] < A.nslots) A.slot_weak[weak[k]] = 0;
     }
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return compacted;
 }
 
 void rg_postpone(void)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     if (A.gc_at <= A.n) A.gc_at = A.n > INT32_MAX / 2 ? INT32_MAX : 2 * A.n;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
 }
 
 int rg_trim_handles(int32_t n)
 {
     int rc = RG_OK;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     for (int32_t h = n < 0 ? 0 : n; h < A.nslots; h++)
         if (A.slot_node[h] != SLOT_FREE) { rc = RG_EHANDLE; goto out; }
     if (n < 0 || n >= A.nslots) goto out;
@@ -1118,22 +1123,22 @@ int rg_trim_handles(int32_t n)
         if (weak) A.slot_weak = weak;   /* else it stays larger: harmless */
     }
 out:
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return rc;
 }
 
 int rg_set_max_nodes(int64_t n)
 {
     if (n < 1) return RG_EHANDLE;
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     A.max_nodes = n > INT32_MAX ? INT32_MAX : (int32_t)n;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
     return RG_OK;
 }
 
 void rg_get_stats(rg_stats *out)
 {
-    pthread_mutex_lock(&A.lock);
+    rg_mutex_lock(&A.lock);
     out->nodes = A.n;
     out->capacity = A.cap;
     out->live = A.live;
@@ -1142,5 +1147,31 @@ void rg_get_stats(rg_stats *out)
     out->collections = A.collections;
     out->node_bytes = sizeof(rg_node);
     out->max_nodes = A.max_nodes;
-    pthread_mutex_unlock(&A.lock);
+    rg_mutex_unlock(&A.lock);
 }
+
+/* ---- fork ---------------------------------------------------------------- */
+
+#if RG_HAVE_FORK
+/* fork() copies only the thread that calls it. Taking the mutex first means
+   no other thread is halfway through a change to the arena as it is copied,
+   and both processes then release it. In the child the other threads are
+   gone, and so are their pins: a pin taken by a thread that will never drop
+   it would stop compaction for good. The forking thread's own pins stay, as
+   its walk goes on in the child and will drop them. */
+static void fork_prepare(void) { rg_mutex_lock(&A.lock); }
+static void fork_parent(void) { rg_mutex_unlock(&A.lock); }
+
+static void fork_child(void)
+{
+    A.pinned = pins_here;
+    rg_mutex_unlock(&A.lock);
+}
+
+/* Registered as the library loads. Should registration fail (no memory at
+   load time), forking works as it would without it. */
+RG_ON_LOAD static void register_fork_handlers(void)
+{
+    (void)rg_at_fork(fork_prepare, fork_parent, fork_child);
+}
+#endif

@@ -27,6 +27,7 @@ A collection never waits on itself: one asked for on a thread that is already
 collecting (a finalizer or a signal handler running inside it) is skipped,
 and the op that asked lets the arena grow instead.
 """
+import os
 import sys
 import threading
 from itertools import compress
@@ -41,6 +42,31 @@ _orphans = []            # slots C still binds whose object let go of them
 _sweep_at = 4096         # look for dead Values when _reg grows to this many slots
 _collect_lock = threading.Lock()
 _local = threading.local()
+
+
+def _before_fork():
+    # A fork waits for a collection running in another thread to finish, so
+    # the child inherits no lock held by a thread it does not have. (C's own
+    # mutex is taken around fork() by handlers in csrc/rgrad.c.) A fork from
+    # inside a collection on this thread (a finalizer) does not wait on itself.
+    _local.fork_locked = not collecting() and _collect_lock.acquire()
+
+
+def _after_fork_in_parent():
+    if getattr(_local, "fork_locked", False):
+        _local.fork_locked = False
+        _collect_lock.release()
+
+
+def _after_fork_in_child():
+    global _collect_lock
+    _local.fork_locked = False
+    _collect_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 # what Python keeps for nodes of ops defined in Python, by node id
 _names = {}        # id -> the _op string given to Value(data, _children, _op)

@@ -1,0 +1,71 @@
+/* platform.h: what rgrad's C core needs from the compiler and the OS, spelled
+   once for each: the arena's mutex, thread-local storage, forced inlining and
+   the fork handlers. GCC and Clang on POSIX (Linux, macOS) take the pthread
+   branch; Windows (MSVC, or MinGW's GCC) takes the _WIN32 branch. Compiler
+   spellings follow the compiler (_MSC_VER), the mutex follows the OS.
+
+   rg_mutex        a non-recursive mutex, statically initialised with
+                   RG_MUTEX_INIT; rg_mutex_lock / rg_mutex_unlock.
+   RG_THREAD_LOCAL a storage class for one variable per thread.
+   RG_ALWAYS_INLINE for a function the hot loops must not call through.
+   RG_HAVE_FORK    1 where a process can fork (POSIX), 0 on Windows;
+                   rg_at_fork(prepare, parent, child) registers handlers
+                   (pthread_atfork), and RG_ON_LOAD marks a function to run
+                   as the library loads; both are absent without fork. */
+#ifndef RGRAD_PLATFORM_H
+#define RGRAD_PLATFORM_H
+
+#ifdef _MSC_VER
+#define RG_THREAD_LOCAL __declspec(thread)
+#define RG_ALWAYS_INLINE static __forceinline
+#else
+#define RG_THREAD_LOCAL _Thread_local
+#define RG_ALWAYS_INLINE static inline __attribute__((always_inline))
+#endif
+
+#ifdef _WIN32
+
+/* An SRWLOCK: one pointer, a static initialiser and no destruction, like a
+   pthread mutex; taken exclusively it is a plain mutex (slim reader/writer
+   locks exist since Vista). */
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX          /* no min and max macros */
+#endif
+#include <windows.h>
+
+typedef SRWLOCK rg_mutex;
+#define RG_MUTEX_INIT SRWLOCK_INIT
+
+static inline void rg_mutex_lock(rg_mutex *m) { AcquireSRWLockExclusive(m); }
+static inline void rg_mutex_unlock(rg_mutex *m) { ReleaseSRWLockExclusive(m); }
+
+#define RG_HAVE_FORK 0   /* Windows starts processes afresh: nothing to hand over */
+
+#else
+
+#include <pthread.h>
+
+typedef pthread_mutex_t rg_mutex;
+#define RG_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
+
+/* The mutex is default-initialised and only ever locked and unlocked in
+   pairs by the thread that holds it: these cannot fail, so nothing is
+   returned to check. */
+static inline void rg_mutex_lock(rg_mutex *m) { pthread_mutex_lock(m); }
+static inline void rg_mutex_unlock(rg_mutex *m) { pthread_mutex_unlock(m); }
+
+#define RG_HAVE_FORK 1
+
+#define RG_ON_LOAD __attribute__((constructor))
+
+static inline int rg_at_fork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+    return pthread_atfork(prepare, parent, child);
+}
+
+#endif
+
+#endif
