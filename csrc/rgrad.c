@@ -42,9 +42,10 @@ _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
 
 enum { FWD, BWD };
 
-/* Anomaly mode, per thread (rg_anomaly): ops check their results, and the
-   first NaN or infinity is described here for Python. */
-static _Thread_local int anomaly;
+/* Anomaly mode, per thread: ops check their results, and the first NaN or
+   infinity is described here for Python. A thread that enters the mode gets an
+   id, never reused, and counts its open blocks in depth (see anomaly_on). */
+static _Thread_local struct { uint64_t id; int32_t depth; } me;
 static _Thread_local rg_anomaly_info last_anomaly;
 
 #define GC_MIN_NODES (1 << 16)   /* never compact an arena smaller than this */
@@ -63,6 +64,10 @@ static struct {
     uint64_t next_id;
     int32_t max_nodes;   /* the node budget (rg_set_max_nodes) */
     int check;           /* anomaly mode of the thread holding the lock (push) */
+    uint64_t anomaly_ids;    /* ids given to threads entering anomaly mode */
+    int32_t anomaly_open;    /* blocks open, in all threads */
+    uint64_t *closed;        /* ids of threads one of whose blocks another thread closed */
+    int32_t n_closed, closed_cap;   /* closed_cap >= n_closed + anomaly_open */
     int32_t n_py;        /* RG_PY nodes in the arena */
     int haspy_stale;     /* a node with parents became RG_PY: F_HASPY is not to
                             be trusted until the next compaction recomputes it */
@@ -244,9 +249,57 @@ static int finite_backward(const rg_node *z)
     return 1;
 }
 
-void rg_anomaly(int delta)
+/* A block closed on another thread than the one that opened it cannot reach
+   that thread's storage: it leaves the opener's id in A.closed instead, and
+   the opener settles it here, the next time it looks at its mode. (A note for
+   a thread that has ended stays, 8 bytes, since no thread will settle it.) */
+static int anomaly_on(void)
 {
-    anomaly += delta;
+    if (A.n_closed && me.id) {
+        for (int32_t k = A.n_closed - 1; k >= 0; k--)
+            if (A.closed[k] == me.id) {
+                me.depth--;
+                A.closed[k] = A.closed[--A.n_closed];
+            }
+    }
+    return me.depth > 0;
+}
+
+int64_t rg_anomaly_enter(void)
+{
+    int64_t rc;
+    pthread_mutex_lock(&A.lock);
+    anomaly_on();
+    /* room for a note for every open block, so that closing one never fails */
+    if (A.closed_cap < (int64_t)A.n_closed + A.anomaly_open + 1) {
+        int32_t cap = A.closed_cap ? 2 * A.closed_cap : 16;
+        uint64_t *closed = realloc(A.closed, (size_t)cap * sizeof *closed);
+        if (!closed) { rc = RG_ENOMEM; goto out; }
+        A.closed = closed;
+        A.closed_cap = cap;
+    }
+    if (!me.id) me.id = ++A.anomaly_ids;
+    me.depth++;
+    A.anomaly_open++;
+    rc = (int64_t)me.id;
+out:
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+int rg_anomaly_exit(int64_t token)
+{
+    int rc = RG_OK;
+    pthread_mutex_lock(&A.lock);
+    if (token <= 0 || (uint64_t)token > A.anomaly_ids || A.anomaly_open <= 0)
+        rc = RG_EHANDLE;
+    else if ((uint64_t)token == me.id && me.depth > 0)
+        me.depth--;
+    else
+        A.closed[A.n_closed++] = (uint64_t)token;
+    if (rc == RG_OK) A.anomaly_open--;
+    pthread_mutex_unlock(&A.lock);
+    return rc;
 }
 
 void rg_anomaly_info_get(rg_anomaly_info *out)
@@ -347,13 +400,13 @@ static int push(int op, int32_t a, int32_t b, double arg)
     return RG_OK;
 }
 
-/* Takes the lock for a call that makes nodes. The thread's anomaly flag is
+/* Takes the lock for a call that makes nodes. The thread's anomaly mode is
    read here, once: thread-local storage costs a call per access in a
    shared library. */
 static void lock_to_make(void)
 {
     pthread_mutex_lock(&A.lock);
-    A.check = anomaly;
+    A.check = anomaly_on();
 }
 
 static int32_t make(int op, int32_t ha, int32_t hb, double arg)
@@ -502,7 +555,7 @@ int rg_backward(int32_t root)
     } else if (r >= 0) {
         rg_node *nodes = A.nodes;
         nodes[r].grad = 1.0;
-        if (anomaly) {                       /* checked, node by node */
+        if (anomaly_on()) {                  /* checked, node by node */
             rc = tape_for(r);
             for (int32_t k = A.tape_len - 1; rc == RG_OK && k >= 0; k--) {
                 rg_node *z = &nodes[A.tape[k]];
@@ -542,7 +595,7 @@ int rg_forward(int32_t root)
     if (needs_python(r)) { rc = RG_PYGRAPH; goto out; }   /* Python walks it with rg_run */
     if ((rc = tape_for(r)) != RG_OK) goto out;
     rg_node *nodes = A.nodes;
-    int check = anomaly;
+    int check = anomaly_on();
     for (int32_t k = 0; k < A.tape_len && rc == RG_OK; k++) {
         rg_node *z = &nodes[A.tape[k]];
         z->grad = 0.0;
@@ -903,7 +956,7 @@ int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t 
     int rc = RG_OK;
     pthread_mutex_lock(&A.lock);
     int32_t k = *pos, dk = backward ? -1 : 1;
-    int check = anomaly;
+    int check = anomaly_on();
     for (; k >= 0 && k < n; k += dk) {
         int32_t i = tape[k];
         if (i < 0 || i >= A.n) { rc = RG_EHANDLE; break; }

@@ -4,19 +4,22 @@ first one it finds into a FloatingPointError naming the op and its inputs."""
 import contextlib
 
 from ._rgrad import ffi, lib
-from .engine import _op_name
+from .engine import _check, _op_name
 
 @contextlib.contextmanager
 def detect_anomaly():
-    """Within this block (in this thread), the first built-in op whose forward
-    result, or whose backward gradient, is NaN or infinite raises
-    FloatingPointError naming the op and its inputs. Outside it NaN and
-    infinity propagate as in Python floats, and nothing is checked."""
-    lib.rg_anomaly(1)
+    """Within this block (in the thread that entered it), the first built-in op
+    whose forward result, or whose backward gradient, is NaN or infinite
+    raises FloatingPointError naming the op and its inputs. Outside it NaN and
+    infinity propagate as in Python floats, and nothing is checked. Leaving
+    the block, on whatever thread, ends the mode of the thread that entered."""
+    # the token names the entering thread: leaving the block on another
+    # thread (a generator or task resumed elsewhere) still ends it there
+    token = _check(lib.rg_anomaly_enter())
     try:
         yield
     finally:
-        lib.rg_anomaly(-1)
+        lib.rg_anomaly_exit(token)
 
 
 def _anomaly_error():
