@@ -93,6 +93,32 @@ static struct {
     .slot_gc_at = GC_MIN_SLOTS,
 };
 
+/* ---- allocation ----------------------------------------------------------- */
+
+/* Every allocation goes through rg_realloc, so that a test can make the Nth
+   one fail (rg_fault_after) and check that each failure is survived. It costs
+   a counter: allocations happen only when something grows. Called with the
+   lock held. */
+static int64_t fault_countdown = -1;   /* allocations to let through; < 0: all */
+static int64_t allocations;            /* made since the last rg_fault_after */
+
+static void *rg_realloc(void *p, size_t size)
+{
+    allocations++;
+    if (fault_countdown >= 0 && fault_countdown-- == 0) return NULL;
+    return realloc(p, size);
+}
+
+int64_t rg_fault_after(int64_t n)
+{
+    pthread_mutex_lock(&A.lock);
+    int64_t made = allocations;
+    allocations = 0;
+    fault_countdown = n;
+    pthread_mutex_unlock(&A.lock);
+    return made;
+}
+
 /* ---- ops ---------------------------------------------------------------- */
 
 /* x ** k with the errors Python's float ** raises (a negative base with a
@@ -273,7 +299,7 @@ int64_t rg_anomaly_enter(void)
     /* room for a note for every open block, so that closing one never fails */
     if (A.closed_cap < (int64_t)A.n_closed + A.anomaly_open + 1) {
         int32_t cap = A.closed_cap ? 2 * A.closed_cap : 16;
-        uint64_t *closed = realloc(A.closed, (size_t)cap * sizeof *closed);
+        uint64_t *closed = rg_realloc(A.closed, (size_t)cap * sizeof *closed);
         if (!closed) { rc = RG_ENOMEM; goto out; }
         A.closed = closed;
         A.closed_cap = cap;
@@ -328,10 +354,10 @@ static int reserve_nodes(int64_t k)
     int64_t cap = A.cap ? A.cap : 1024;
     while (cap < A.n + k) cap *= 2;
     if (cap > INT32_MAX) return RG_ENOMEM;
-    rg_node *nodes = realloc(A.nodes, (size_t)cap * sizeof *nodes);
+    rg_node *nodes = rg_realloc(A.nodes, (size_t)cap * sizeof *nodes);
     if (!nodes) return RG_ENOMEM;
     A.nodes = nodes;
-    uint8_t *mark = realloc(A.mark, (size_t)cap);
+    uint8_t *mark = rg_realloc(A.mark, (size_t)cap);
     if (!mark) return RG_ENOMEM;   /* the node array grew: harmless, cap stays */
     memset(mark + A.cap, 0, (size_t)(cap - A.cap));
     A.mark = mark;
@@ -346,13 +372,13 @@ static int reserve_handles(int64_t k)
     int64_t cap = A.slot_cap ? A.slot_cap : 1024;
     while (A.nfree + (cap - A.nslots) < k) cap *= 2;
     if (cap > INT32_MAX) return RG_ENOMEM;
-    int32_t *sn = realloc(A.slot_node, (size_t)cap * sizeof *sn);
+    int32_t *sn = rg_realloc(A.slot_node, (size_t)cap * sizeof *sn);
     if (!sn) return RG_ENOMEM;
     A.slot_node = sn;
-    int32_t *fs = realloc(A.free_slots, (size_t)cap * sizeof *fs);
+    int32_t *fs = rg_realloc(A.free_slots, (size_t)cap * sizeof *fs);
     if (!fs) return RG_ENOMEM;
     A.free_slots = fs;
-    uint8_t *weak = realloc(A.slot_weak, (size_t)cap);
+    uint8_t *weak = rg_realloc(A.slot_weak, (size_t)cap);
     if (!weak) return RG_ENOMEM;
     A.slot_weak = weak;
     A.slot_cap = (int32_t)cap;
@@ -523,7 +549,7 @@ static int tape_for(int32_t r)
         if (nodes[i].op == RG_LEAF || nodes[i].op == RG_LINK) continue;
         if (k == A.tape_cap) {
             int32_t cap = A.tape_cap ? 2 * A.tape_cap : 1024;
-            int32_t *tape = realloc(A.tape, (size_t)cap * sizeof *tape);
+            int32_t *tape = rg_realloc(A.tape, (size_t)cap * sizeof *tape);
             if (!tape) {
                 for (int32_t j = i - 1; pending > 0; j--)   /* leave no marks */
                     if (mark[j]) { mark[j] = 0; pending--; }
@@ -554,9 +580,12 @@ int rg_backward(int32_t root)
         r = RG_PYGRAPH;                      /* Python walks it with rg_run */
     } else if (r >= 0) {
         rg_node *nodes = A.nodes;
-        nodes[r].grad = 1.0;
-        if (anomaly_on()) {                  /* checked, node by node */
-            rc = tape_for(r);
+        int check = anomaly_on();
+        /* in anomaly mode, the tape is made first: if there is no memory for
+           it, the error leaves the root's grad as it was */
+        if (check) rc = tape_for(r);
+        if (rc == RG_OK) nodes[r].grad = 1.0;
+        if (check) {                         /* checked, node by node */
             for (int32_t k = A.tape_len - 1; rc == RG_OK && k >= 0; k--) {
                 rg_node *z = &nodes[A.tape[k]];
                 step(nodes, z, BWD);
@@ -644,7 +673,7 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
     if (nin < 0 || nout < 0) { rc = RG_EHANDLE; goto out; }
     if (collection_due()) { rc = RG_COLLECT; goto out; }
     /* node indices of w, then b, then x: resolved before anything is made */
-    idx = malloc((size_t)(nw + nout + nin + 1) * sizeof *idx);
+    idx = rg_realloc(NULL, (size_t)(nw + nout + nin + 1) * sizeof *idx);
     if (!idx) { rc = RG_ENOMEM; goto out; }
     int32_t *iw = idx, *ib = idx + nw, *ix = ib + nout;
     if ((rc = resolve(w, nw, iw)) != RG_OK || (rc = resolve(b, nout, ib)) != RG_OK ||
@@ -870,7 +899,7 @@ int32_t rg_custom(double data, const int32_t *children, int32_t n)
     lock_to_make();
     if (n < 0) { rc = RG_EHANDLE; goto out; }
     if (collection_due()) { rc = RG_COLLECT; goto out; }
-    idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    idx = rg_realloc(NULL, (size_t)(n ? n : 1) * sizeof *idx);
     if (!idx) { rc = RG_ENOMEM; goto out; }
     if ((rc = resolve(children, n, idx)) != RG_OK) goto out;
     if ((rc = reserve_nodes(n > 2 ? n - 1 : 1)) != RG_OK ||
@@ -1003,7 +1032,7 @@ static void forget(uint64_t id)
 {
     if (A.n_dead == A.dead_cap) {
         int32_t cap = A.dead_cap ? 2 * A.dead_cap : 256;
-        uint64_t *ids = realloc(A.dead_ids, (size_t)cap * sizeof *ids);
+        uint64_t *ids = rg_realloc(A.dead_ids, (size_t)cap * sizeof *ids);
         if (!ids) return;
         A.dead_ids = ids;
         A.dead_cap = cap;
@@ -1016,7 +1045,7 @@ static void forget(uint64_t id)
 static void compact(void)
 {
     int32_t n = A.n, kept = 0;
-    int32_t *to = malloc((size_t)(n ? n : 1) * sizeof *to);
+    int32_t *to = rg_realloc(NULL, (size_t)(n ? n : 1) * sizeof *to);
     if (to) {
         uint8_t *mark = A.mark;
         for (int32_t h = 0; h < A.nslots; h++)   /* weak handles are no roots */
@@ -1068,11 +1097,11 @@ static void compact(void)
        than cap (its shrink failed) is harmless. */
     if (A.cap > 4 * (int64_t)A.gc_at) {
         int32_t cap = A.gc_at;
-        rg_node *nodes = realloc(A.nodes, (size_t)cap * sizeof *nodes);
+        rg_node *nodes = rg_realloc(A.nodes, (size_t)cap * sizeof *nodes);
         if (nodes) {
             A.nodes = nodes;
             A.cap = cap;
-            uint8_t *mark = realloc(A.mark, (size_t)cap);
+            uint8_t *mark = rg_realloc(A.mark, (size_t)cap);
             if (mark) A.mark = mark;
         }
     }

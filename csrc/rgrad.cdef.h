@@ -168,3 +168,9 @@ int rg_set_max_nodes(int64_t n);
 int64_t rg_anomaly_enter(void);
 int rg_anomaly_exit(int64_t token);
 void rg_anomaly_info_get(rg_anomaly_info *out);
+
+/* Testing only (tests/test_faults.py): makes the allocation n allocations from
+   now fail (n = 0: the next one), as if the system had no memory left; n < 0
+   lets every allocation through. Returns the number of allocations made
+   since the previous call. */
+int64_t rg_fault_after(int64_t n);
