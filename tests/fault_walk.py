@@ -77,7 +77,9 @@ def workload(large=True):
     total = chain[0]
     for v in chain[1:]:
         total = total + v * v                           # a built-in graph
-    total.forward()                                     # rg_forward's tape
+    with rgrad.detect_anomaly():
+        total.backward()                                # checked: rg_backward's tape
+    total.forward()                                     # replayed from that tape
     want = sum((0.001 * k) ** 2 for k in range(1, 2000))
     if abs(total.data - want) > 1e-9 * want:
         raise AssertionError(f"chain: {total.data} != {want}")
