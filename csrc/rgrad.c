@@ -284,7 +284,7 @@ static int anomaly_on(void)
     if (A.n_closed && me.id) {
         for (int32_t k = A.n_closed - 1; k >= 0; k--)
             if (A.closed[k] == me.id) {
-                me.depth--;
+                if (me.depth > 0) me.depth--;
                 A.closed[k] = A.closed[--A.n_closed];
             }
     }
@@ -317,12 +317,15 @@ int rg_anomaly_exit(int64_t token)
 {
     int rc = RG_OK;
     pthread_mutex_lock(&A.lock);
+    anomaly_on();               /* notes for this thread first: depth is exact */
     if (token <= 0 || (uint64_t)token > A.anomaly_ids || A.anomaly_open <= 0)
         rc = RG_EHANDLE;
-    else if ((uint64_t)token == me.id && me.depth > 0)
+    else if ((uint64_t)token != me.id)
+        A.closed[A.n_closed++] = (uint64_t)token;
+    else if (me.depth > 0)
         me.depth--;
     else
-        A.closed[A.n_closed++] = (uint64_t)token;
+        rc = RG_EHANDLE;        /* more exits than enters on this thread */
     if (rc == RG_OK) A.anomaly_open--;
     pthread_mutex_unlock(&A.lock);
     return rc;

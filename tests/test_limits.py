@@ -212,6 +212,19 @@ def test_a_thread_that_ends_inside_a_block_closed_elsewhere_leaves_others_alone(
         assert _in_anomaly_mode()
 
 
+def test_an_exit_without_an_enter_is_refused_and_changes_nothing():
+    from rgrad._rgrad import lib
+    token = lib.rg_anomaly_enter()
+    assert lib.rg_anomaly_exit(token) == 0
+    assert lib.rg_anomaly_exit(token) == lib.RG_EHANDLE   # one exit too many
+    for bad in (0, -1, 2 ** 62):
+        assert lib.rg_anomaly_exit(bad) == lib.RG_EHANDLE
+    assert not _in_anomaly_mode()
+    with rgrad.detect_anomaly():                  # and the next block counts as one
+        assert _in_anomaly_mode()
+    assert not _in_anomaly_mode()
+
+
 def test_anomaly_mode_covers_graphs_with_python_ops():
     x = Value(-1.0)
     out = Value(0.0, (x,), 'weird')
