@@ -7,10 +7,10 @@ script seeded the same way trains to the same numbers.
 A Layer builds all its nodes in one C call (rg_layer), with the same arithmetic
 in the same order. It keeps its weights' handles in a C array between calls (a
 plan), and each call first checks the plan against the objects the unfused
-computation would use (`_Plan.holds`): the same neurons, weight lists, weights,
-biases and nonlinearity, compared by identity. Any change, whichever way it was
-made, rebuilds the plan, and anything the plan cannot express is computed
-neuron by neuron. The plan holds the Values it was made from, so its handles
+computation would use (`_Plan.holds`): each neuron's class, weights, bias and
+nonlinearity, compared by identity. Any change, whichever way it was made,
+rebuilds the plan, and anything the plan cannot express is computed neuron by
+neuron. The plan holds the Values it was made from, so its handles
 stay valid as long as it does.
 """
 import operator
@@ -142,9 +142,8 @@ class MLP(Module):
 
 _SEQUENCES = (list, tuple, _ParamList)
 _NEURON_CALL = Neuron.__call__
-_JUST_NEURONS = {Neuron}
-_dict_of = operator.attrgetter("__dict__")
-_w_of = operator.attrgetter("w")
+# what a neuron's output depends on, as holds() compares it
+_state_of = operator.attrgetter("__class__", "w", "b", "nonlin")
 
 
 class _Plan:
@@ -153,29 +152,23 @@ class _Plan:
     fused (not all plain Neurons of one size and kind); the layer then runs
     them one by one until they change."""
 
-    __slots__ = ("seq", "neurons", "dicts", "items", "bs", "fusable", "w", "b",
-                 "nin", "relu")
+    __slots__ = ("seq", "state", "bs", "fusable", "w", "b", "nin", "relu")
 
     @classmethod
     def of(cls, layer):
         plan = cls()
         plan.seq = neurons = layer.neurons
         plan.fusable = False
-        # a copy of the same type, so that holds() can compare it with ==
-        plan.neurons = (tuple(neurons) if type(neurons) is tuple else list(neurons)
-                        if type(neurons) in _SEQUENCES else None)
-        if not plan.neurons or set(map(type, plan.neurons)) != _JUST_NEURONS:
-            plan.neurons = None            # holds() fails: checked again next call
+        plan.state = None                  # holds() fails: checked again next call
+        if (type(neurons) not in _SEQUENCES or not neurons
+                or any(type(n) is not Neuron for n in neurons)):
             return plan
-        ns = plan.neurons
-        # what holds() compares with on every call: each neuron's attributes,
-        # and a copy of each weight list's items, in a list of the same type
-        plan.dicts = [dict(vars(n)) for n in ns]
-        ws = [n.w for n in ns]
-        plan.items = [tuple(w) if type(w) is tuple else list(w) if type(w) in _SEQUENCES
-                      else w for w in ws]
-        plan.bs = [n.b for n in ns]
-        nonlins = [n.nonlin for n in ns]
+        ws = [n.w for n in neurons]
+        plan.bs = [n.b for n in neurons]
+        nonlins = [n.nonlin for n in neurons]
+        # each weight list is kept as a copy of its items, in a list of its
+        # type, so that holds() compares the list's current items with them
+        plan.state = [(Neuron, _copy(w), b, r) for w, b, r in zip(ws, plan.bs, nonlins)]
         nin = len(ws[0]) if type(ws[0]) in _SEQUENCES else -1
         if (all(type(w) in _SEQUENCES and len(w) == nin and
                 all(type(v) is Value for v in w) for w in ws)
@@ -189,17 +182,18 @@ class _Plan:
         return plan
 
     def holds(self, layer):
-        """Whether the layer still has the neurons, weights, biases and
-        nonlinearities this plan was made from. Every comparison is a list,
-        dict or set comparison run in C, which takes identical items as equal
-        first; items that are not identical compare equal only if they compute
-        the same (a Value of the same node, an equal number as nonlin)."""
+        """Whether each neuron of the layer still has the class, weights, bias
+        and nonlinearity this plan was made from. The comparison is one list
+        comparison, run in C, which takes identical items as equal first;
+        items that are not identical compare equal only if they compute the
+        same (a Value of the same node, an equal number as nonlin)."""
         seq = layer.neurons
-        return (seq is self.seq and self.neurons is not None and seq == self.neurons
-                and set(map(type, seq)) == _JUST_NEURONS
-                and Neuron.__call__ is _NEURON_CALL
-                and list(map(_dict_of, seq)) == self.dicts
-                and list(map(_w_of, seq)) == self.items)
+        if seq is not self.seq or self.state is None or Neuron.__call__ is not _NEURON_CALL:
+            return False
+        try:
+            return list(map(_state_of, seq)) == self.state
+        except AttributeError:             # not a neuron any more, or one missing a part
+            return False
 
     def run(self, x):
         """The layer's outputs on x, in one C call, or None where x holds
@@ -215,3 +209,7 @@ class _Plan:
         args = (self.w, self.b, xh, self.nin, nout, self.relu, out)
         _made(lib.rg_layer(*args), lib.rg_layer, *args)
         return [_handle(h) for h in ffi.unpack(out, nout)]
+
+
+def _copy(w):
+    return tuple(w) if type(w) is tuple else list(w) if type(w) in _SEQUENCES else w
