@@ -539,7 +539,7 @@ def _leaf(data, grad):
 # Bulk I/O and anomaly mode live in files of their own (imported last: they
 # use what is defined above); engine still exports their names.
 from .anomaly import _anomaly_error, detect_anomaly  # noqa: E402
-from .bulk import _doubles, _get, _handles, get_data, get_grad, set_data, values  # noqa: E402,F401
+from .bulk import get_data, get_grad, set_data, values  # noqa: E402,F401
 
 
 if os.environ.get("RGRAD_MAX_NODES"):

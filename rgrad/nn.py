@@ -10,8 +10,8 @@ plan), and each call first checks the plan against the objects the unfused
 computation would use (`_Plan.holds`): each neuron's class, weights, bias and
 nonlinearity, compared by identity. Any change, whichever way it was made,
 rebuilds the plan, and anything the plan cannot express is computed neuron by
-neuron. The plan holds the Values it was made from, so its handles
-stay valid as long as it does.
+neuron. The plan holds the Values it was made from, so its handles stay valid
+as long as it does.
 """
 import operator
 import random
@@ -21,6 +21,7 @@ from ._rgrad import ffi, lib
 from .engine import Value, _handle, _made, _number
 
 __all__ = ["Module", "Neuron", "Layer", "MLP"]
+
 
 class _ParamList(list):
     """Kept so that models pickled by earlier versions, which stored their
