@@ -42,9 +42,10 @@ _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
 
 enum { FWD, BWD };
 
-/* Anomaly mode, per thread (rg_anomaly): ops check their results, and the
-   first NaN or infinity is described here for Python. */
-static RG_THREAD_LOCAL int anomaly;
+/* Anomaly mode, per thread: ops check their results, and the first NaN or
+   infinity is described here for Python. A thread that enters the mode gets an
+   id, never reused, and counts its open blocks in depth (see anomaly_on). */
+static RG_THREAD_LOCAL struct { uint64_t id; int32_t depth; } me;
 static RG_THREAD_LOCAL rg_anomaly_info last_anomaly;
 
 #define GC_MIN_NODES (1 << 16)   /* never compact an arena smaller than this */
@@ -63,6 +64,10 @@ static struct {
     uint64_t next_id;
     int32_t max_nodes;   /* the node budget (rg_set_max_nodes) */
     int check;           /* anomaly mode of the thread holding the lock (push) */
+    uint64_t anomaly_ids;    /* ids given to threads entering anomaly mode */
+    int32_t anomaly_open;    /* blocks open, in all threads */
+    uint64_t *closed;        /* ids of threads one of whose blocks another thread closed */
+    int32_t n_closed, closed_cap;   /* closed_cap >= n_closed + anomaly_open */
     int32_t n_py;        /* RG_PY nodes in the arena */
     int haspy_stale;     /* a node with parents became RG_PY: F_HASPY is not to
                             be trusted until the next compaction recomputes it */
@@ -88,6 +93,32 @@ static struct {
     .tape_root = -1,
     .gc_at = GC_MIN_NODES,
 };
+
+/* ---- allocation ----------------------------------------------------------- */
+
+/* Every allocation goes through rg_realloc, so that a test can make the Nth
+   one fail (rg_fault_after) and check that each failure is survived. It costs
+   a counter: allocations happen only when something grows. Called with the
+   lock held. */
+static int64_t fault_countdown = -1;   /* allocations to let through; < 0: all */
+static int64_t allocations;            /* made since the last rg_fault_after */
+
+static void *rg_realloc(void *p, size_t size)
+{
+    allocations++;
+    if (fault_countdown >= 0 && fault_countdown-- == 0) return NULL;
+    return realloc(p, size);
+}
+
+int64_t rg_fault_after(int64_t n)
+{
+    rg_mutex_lock(&A.lock);
+    int64_t made = allocations;
+    allocations = 0;
+    fault_countdown = n;
+    rg_mutex_unlock(&A.lock);
+    return made;
+}
 
 /* ---- ops ---------------------------------------------------------------- */
 
@@ -245,9 +276,60 @@ static int finite_backward(const rg_node *z)
     return 1;
 }
 
-void rg_anomaly(int delta)
+/* A block closed on another thread than the one that opened it cannot reach
+   that thread's storage: it leaves the opener's id in A.closed instead, and
+   the opener settles it here, the next time it looks at its mode. (A note for
+   a thread that has ended stays, 8 bytes, since no thread will settle it.) */
+static int anomaly_on(void)
 {
-    anomaly += delta;
+    if (A.n_closed && me.id) {
+        for (int32_t k = A.n_closed - 1; k >= 0; k--)
+            if (A.closed[k] == me.id) {
+                if (me.depth > 0) me.depth--;
+                A.closed[k] = A.closed[--A.n_closed];
+            }
+    }
+    return me.depth > 0;
+}
+
+int64_t rg_anomaly_enter(void)
+{
+    int64_t rc;
+    rg_mutex_lock(&A.lock);
+    anomaly_on();
+    /* room for a note for every open block, so that closing one never fails */
+    if (A.closed_cap < (int64_t)A.n_closed + A.anomaly_open + 1) {
+        int32_t cap = A.closed_cap ? 2 * A.closed_cap : 16;
+        uint64_t *closed = rg_realloc(A.closed, (size_t)cap * sizeof *closed);
+        if (!closed) { rc = RG_ENOMEM; goto out; }
+        A.closed = closed;
+        A.closed_cap = cap;
+    }
+    if (!me.id) me.id = ++A.anomaly_ids;
+    me.depth++;
+    A.anomaly_open++;
+    rc = (int64_t)me.id;
+out:
+    rg_mutex_unlock(&A.lock);
+    return rc;
+}
+
+int rg_anomaly_exit(int64_t token)
+{
+    int rc = RG_OK;
+    rg_mutex_lock(&A.lock);
+    anomaly_on();               /* notes for this thread first: depth is exact */
+    if (token <= 0 || (uint64_t)token > A.anomaly_ids || A.anomaly_open <= 0)
+        rc = RG_EHANDLE;
+    else if ((uint64_t)token != me.id)
+        A.closed[A.n_closed++] = (uint64_t)token;
+    else if (me.depth > 0)
+        me.depth--;
+    else
+        rc = RG_EHANDLE;        /* more exits than enters on this thread */
+    if (rc == RG_OK) A.anomaly_open--;
+    rg_mutex_unlock(&A.lock);
+    return rc;
 }
 
 void rg_anomaly_info_get(rg_anomaly_info *out)
@@ -276,10 +358,10 @@ static int reserve_nodes(int64_t k)
     int64_t cap = A.cap ? A.cap : 1024;
     while (cap < A.n + k) cap *= 2;
     if (cap > INT32_MAX) return RG_ENOMEM;
-    rg_node *nodes = realloc(A.nodes, (size_t)cap * sizeof *nodes);
+    rg_node *nodes = rg_realloc(A.nodes, (size_t)cap * sizeof *nodes);
     if (!nodes) return RG_ENOMEM;
     A.nodes = nodes;
-    uint8_t *mark = realloc(A.mark, (size_t)cap);
+    uint8_t *mark = rg_realloc(A.mark, (size_t)cap);
     if (!mark) return RG_ENOMEM;   /* the node array grew: harmless, cap stays */
     memset(mark + A.cap, 0, (size_t)(cap - A.cap));
     A.mark = mark;
@@ -295,10 +377,10 @@ static int grow_slots(int64_t top)
         int64_t cap = A.slot_cap ? A.slot_cap : 1024;
         while (cap < top) cap *= 2;
         if (cap > INT32_MAX) return RG_ENOMEM;
-        int32_t *sn = realloc(A.slot_node, (size_t)cap * sizeof *sn);
+        int32_t *sn = rg_realloc(A.slot_node, (size_t)cap * sizeof *sn);
         if (!sn) return RG_ENOMEM;
         A.slot_node = sn;
-        uint8_t *weak = realloc(A.slot_weak, (size_t)cap);
+        uint8_t *weak = rg_realloc(A.slot_weak, (size_t)cap);
         if (!weak) return RG_ENOMEM;
         A.slot_weak = weak;
         A.slot_cap = (int32_t)cap;
@@ -372,13 +454,13 @@ static int push(int op, int32_t a, int32_t b, double arg)
     return RG_OK;
 }
 
-/* Takes the lock for a call that makes nodes. The thread's anomaly flag is
+/* Takes the lock for a call that makes nodes. The thread's anomaly mode is
    read here, once: thread-local storage costs a call per access in a
    shared library. */
 static void lock_to_make(void)
 {
     rg_mutex_lock(&A.lock);
-    A.check = anomaly;
+    A.check = anomaly_on();
 }
 
 /* Makes node op(a, b; arg) and binds handle h to it. */
@@ -503,7 +585,7 @@ static int tape_for(int32_t r)
         if (nodes[i].op == RG_LEAF || nodes[i].op == RG_LINK) continue;
         if (k == A.tape_cap) {
             int32_t cap = A.tape_cap ? 2 * A.tape_cap : 1024;
-            int32_t *tape = realloc(A.tape, (size_t)cap * sizeof *tape);
+            int32_t *tape = rg_realloc(A.tape, (size_t)cap * sizeof *tape);
             if (!tape) {
                 for (int32_t j = i - 1; pending > 0; j--)   /* leave no marks */
                     if (mark[j]) { mark[j] = 0; pending--; }
@@ -534,9 +616,12 @@ int rg_backward(int32_t root)
         r = RG_PYGRAPH;                      /* Python walks it with rg_run */
     } else if (r >= 0) {
         rg_node *nodes = A.nodes;
-        nodes[r].grad = 1.0;
-        if (anomaly) {                       /* checked, node by node */
-            rc = tape_for(r);
+        int check = anomaly_on();
+        /* in anomaly mode, the tape is made first: if there is no memory for
+           it, the error leaves the root's grad as it was */
+        if (check) rc = tape_for(r);
+        if (rc == RG_OK) nodes[r].grad = 1.0;
+        if (check) {                         /* checked, node by node */
             for (int32_t k = A.tape_len - 1; rc == RG_OK && k >= 0; k--) {
                 rg_node *z = &nodes[A.tape[k]];
                 step(nodes, z, BWD);
@@ -575,7 +660,7 @@ int rg_forward(int32_t root)
     if (needs_python(r)) { rc = RG_PYGRAPH; goto out; }   /* Python walks it with rg_run */
     if ((rc = tape_for(r)) != RG_OK) goto out;
     rg_node *nodes = A.nodes;
-    int check = anomaly;
+    int check = anomaly_on();
     for (int32_t k = 0; k < A.tape_len && rc == RG_OK; k++) {
         rg_node *z = &nodes[A.tape[k]];
         z->grad = 0.0;
@@ -624,7 +709,7 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
     if (nin < 0 || nout < 0) { rc = RG_EHANDLE; goto out; }
     if (collection_due()) { rc = RG_COLLECT; goto out; }
     /* node indices of w, then b, then x: resolved before anything is made */
-    idx = malloc((size_t)(nw + nout + nin + 1) * sizeof *idx);
+    idx = rg_realloc(NULL, (size_t)(nw + nout + nin + 1) * sizeof *idx);
     if (!idx) { rc = RG_ENOMEM; goto out; }
     int32_t *iw = idx, *ib = idx + nw, *ix = ib + nout;
     if ((rc = resolve(w, nw, iw)) != RG_OK || (rc = resolve(b, nout, ib)) != RG_OK ||
@@ -859,7 +944,7 @@ int rg_custom(int32_t h, double data, const int32_t *children, int32_t n)
     lock_to_make();
     if (n < 0) { rc = RG_EHANDLE; goto out; }
     if (collection_due()) { rc = RG_COLLECT; goto out; }
-    idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    idx = rg_realloc(NULL, (size_t)(n ? n : 1) * sizeof *idx);
     if (!idx) { rc = RG_ENOMEM; goto out; }
     if ((rc = resolve(children, n, idx)) != RG_OK) goto out;
     if ((rc = reserve_nodes(n > 2 ? n - 1 : 1)) != RG_OK || (rc = claim(&h, 1)) != RG_OK)
@@ -949,7 +1034,7 @@ int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t 
     int rc = RG_OK;
     rg_mutex_lock(&A.lock);
     int32_t k = *pos, dk = backward ? -1 : 1;
-    int check = anomaly;
+    int check = anomaly_on();
     for (; k >= 0 && k < n; k += dk) {
         int32_t i = tape[k];
         if (i < 0 || i >= A.n) { rc = RG_EHANDLE; break; }
@@ -1000,7 +1085,7 @@ static void forget(uint64_t id)
 {
     if (A.n_dead == A.dead_cap) {
         int32_t cap = A.dead_cap ? 2 * A.dead_cap : 256;
-        uint64_t *ids = realloc(A.dead_ids, (size_t)cap * sizeof *ids);
+        uint64_t *ids = rg_realloc(A.dead_ids, (size_t)cap * sizeof *ids);
         if (!ids) return;
         A.dead_ids = ids;
         A.dead_cap = cap;
@@ -1013,7 +1098,7 @@ static void forget(uint64_t id)
 static void compact(void)
 {
     int32_t n = A.n, kept = 0;
-    int32_t *to = malloc((size_t)(n ? n : 1) * sizeof *to);
+    int32_t *to = rg_realloc(NULL, (size_t)(n ? n : 1) * sizeof *to);
     if (to) {
         uint8_t *mark = A.mark;
         for (int32_t h = 0; h < A.nslots; h++)   /* weak handles are no roots */
@@ -1065,11 +1150,11 @@ static void compact(void)
        than cap (its shrink failed) is harmless. */
     if (A.cap > 4 * (int64_t)A.gc_at) {
         int32_t cap = A.gc_at;
-        rg_node *nodes = realloc(A.nodes, (size_t)cap * sizeof *nodes);
+        rg_node *nodes = rg_realloc(A.nodes, (size_t)cap * sizeof *nodes);
         if (nodes) {
             A.nodes = nodes;
             A.cap = cap;
-            uint8_t *mark = realloc(A.mark, (size_t)cap);
+            uint8_t *mark = rg_realloc(A.mark, (size_t)cap);
             if (mark) A.mark = mark;
         }
     }
@@ -1115,11 +1200,11 @@ int rg_trim_handles(int32_t n)
     A.nslots = n;
     if (A.slot_cap > 4 * (int64_t)n && A.slot_cap > 1024) {
         int32_t cap = n < 1024 ? 1024 : n;
-        int32_t *sn = realloc(A.slot_node, (size_t)cap * sizeof *sn);
+        int32_t *sn = rg_realloc(A.slot_node, (size_t)cap * sizeof *sn);
         if (!sn) goto out;
         A.slot_node = sn;
         A.slot_cap = cap;
-        uint8_t *weak = realloc(A.slot_weak, (size_t)cap);
+        uint8_t *weak = rg_realloc(A.slot_weak, (size_t)cap);
         if (weak) A.slot_weak = weak;   /* else it stays larger: harmless */
     }
 out:

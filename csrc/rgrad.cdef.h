@@ -174,6 +174,16 @@ void rg_get_stats(rg_stats *out);
    collection, if one could help). n >= 1. */
 int rg_set_max_nodes(int64_t n);
 
-/* Anomaly mode for the calling thread: on while the sum of deltas is > 0. */
-void rg_anomaly(int delta);
+/* Anomaly mode, per thread. rg_anomaly_enter turns it on for the calling
+   thread and returns a token (> 0) naming that thread, or RG_ENOMEM;
+   rg_anomaly_exit(token) undoes one enter, from any thread: the mode of the
+   thread the token names is on while it has more enters than exits. */
+int64_t rg_anomaly_enter(void);
+int rg_anomaly_exit(int64_t token);
 void rg_anomaly_info_get(rg_anomaly_info *out);
+
+/* Testing only (tests/test_faults.py): makes the allocation n allocations from
+   now fail (n = 0: the next one), as if the system had no memory left; n < 0
+   lets every allocation through. Returns the number of allocations made
+   since the previous call. */
+int64_t rg_fault_after(int64_t n);

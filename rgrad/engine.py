@@ -13,7 +13,6 @@ belongs to such a node (its name, label, closure) in dicts keyed by the node's
 id (collection.py), and C reports the ids of the nodes it frees so that they
 are dropped.
 """
-import contextlib
 import numbers
 import os
 
@@ -96,32 +95,6 @@ def set_max_nodes(n):
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"set_max_nodes takes a whole number >= 1 or None, not {n!r}")
     _check(lib.rg_set_max_nodes(min(int(n), 2**31 - 1)))
-
-
-@contextlib.contextmanager
-def detect_anomaly():
-    """Within this block (in this thread), the first built-in op whose forward
-    result, or whose backward gradient, is NaN or infinite raises
-    FloatingPointError naming the op and its inputs. Outside it NaN and
-    infinity propagate as in Python floats, and nothing is checked."""
-    lib.rg_anomaly(1)
-    try:
-        yield
-    finally:
-        lib.rg_anomaly(-1)
-
-
-def _anomaly_error():
-    d = ffi.new("rg_anomaly_info *")
-    lib.rg_anomaly_info_get(d)
-    name = _op_name(d.op, d.arg)
-    inputs = ", ".join(repr(d.inp[k]) for k in range(d.nin))
-    if d.backward:
-        where = (f"backward of {name!r} (output data {d.out!r}, grad {d.grad!r}) "
-                 f"passed a gradient of {d.value!r} to its inputs")
-    else:
-        where = f"forward of {name!r} gave {d.value!r}"
-    return FloatingPointError(f"rgrad anomaly: {where}; input data: ({inputs})")
 
 
 def _real(x):
@@ -502,64 +475,6 @@ def _leaf(data, grad):
     return v
 
 
-# ---- many values at once ----------------------------------------------------
-
-def _doubles(xs):
-    """xs (a sequence of real numbers, or a numpy array) as a C double array."""
-    if hasattr(xs, "__array_interface__"):
-        import numpy as np
-        arr = np.ascontiguousarray(xs, dtype=np.float64).ravel()
-        return ffi.from_buffer("double[]", arr), len(arr)
-    xs = [_number(x) for x in xs]
-    return ffi.new("double[]", xs), len(xs)
-
-
-def _handles(vs):
-    vs = list(vs)
-    for v in vs:
-        if not isinstance(v, Value):
-            raise TypeError(f"expected Values, got {type(v).__name__!r}")
-    return ffi.new("int32_t[]", [v._s for v in vs]), len(vs)
-
-
-def values(xs):
-    """A list of new leaf Values, one per number of xs (a sequence or a numpy
-    array), made in one C call."""
-    buf, n = _doubles(xs)
-    vs, hs = _fresh(n)
-    return _bound(vs, hs, lib.rg_leaves, buf, n, hs)
-
-
-def _get(vs, which):
-    hs, n = _handles(vs)
-    out = ffi.new("double[]", n)
-    _check(lib.rg_get_many(hs, n, which, out))
-    try:
-        import numpy as np
-    except ImportError:
-        return ffi.unpack(out, n)
-    return np.frombuffer(ffi.buffer(out), dtype=np.float64).copy()
-
-
-def get_data(vs):
-    """The data of many Values: a numpy array if numpy is installed, else a list."""
-    return _get(vs, lib.RG_DATA)
-
-
-def get_grad(vs):
-    """The grads of many Values: a numpy array if numpy is installed, else a list."""
-    return _get(vs, lib.RG_GRAD)
-
-
-def set_data(vs, xs):
-    """Load xs[i] into vs[i].data for all i, in one C call."""
-    hs, n = _handles(vs)
-    buf, m = _doubles(xs)
-    if m != n:
-        raise ValueError(f"set_data: {n} Values but {m} numbers")
-    _check(lib.rg_set_many(hs, n, lib.RG_DATA, buf))
-
-
 _c._value_type = Value
 
 if os.environ.get("RGRAD_MAX_NODES"):
@@ -567,3 +482,8 @@ if os.environ.get("RGRAD_MAX_NODES"):
         set_max_nodes(int(os.environ["RGRAD_MAX_NODES"]))
     except ValueError as e:
         raise ValueError(f"RGRAD_MAX_NODES={os.environ['RGRAD_MAX_NODES']!r}: {e}") from None
+
+# Bulk I/O and anomaly mode live in files of their own (imported last: they
+# use what is defined above); engine still exports their names.
+from .anomaly import _anomaly_error, detect_anomaly  # noqa: E402
+from .bulk import get_data, get_grad, set_data, values  # noqa: E402,F401

@@ -5,10 +5,15 @@ neuron adds its terms in micrograd's order (b + w0*x0 + w1*x1 + ...), so a
 script seeded the same way trains to the same numbers.
 
 A Layer builds all its nodes in one C call (rg_layer), with the same arithmetic
-in the same order. It keeps its weights' handles in a C array between calls;
-the array is rebuilt whenever any module's attributes or parameter lists
-change, which `_ParamList` and `Module.__setattr__` report by bumping `_epoch`.
+in the same order. It keeps its weights' handles in a C array between calls (a
+plan), and each call first checks the plan against the objects the unfused
+computation would use (`_Plan.holds`): each neuron's class, weights, bias and
+nonlinearity, compared by identity. Any change, whichever way it was made,
+rebuilds the plan, and anything the plan cannot express is computed neuron by
+neuron. The plan holds the Values it was made from, so its handles stay valid
+as long as it does.
 """
+import operator
 import random
 from typing import Any, Sequence
 
@@ -17,36 +22,13 @@ from .engine import Value, _bound, _fresh, _number
 
 __all__ = ["Module", "Neuron", "Layer", "MLP"]
 
-_epoch = [0]   # bumped by every change to a module's attributes or lists
-
 
 class _ParamList(list):
-    """A list that reports changes to itself, so fused layers see them."""
-
-    def __reduce_ex__(self, protocol):
-        return (_ParamList, (list(self),))
-
-
-def _reporting(name):
-    method = getattr(list, name)
-
-    def changed(self, *args, **kwargs):
-        _epoch[0] += 1
-        return method(self, *args, **kwargs)
-    changed.__name__ = name
-    return changed
-
-
-for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append",
-              "extend", "insert", "pop", "remove", "clear", "sort", "reverse"):
-    setattr(_ParamList, _name, _reporting(_name))
+    """Kept so that models pickled by earlier versions, which stored their
+    parameter lists as this class, still load."""
 
 
 class Module:
-
-    def __setattr__(self, name, value):
-        _epoch[0] += 1
-        object.__setattr__(self, name, value)
 
     def zero_grad(self) -> None:
         """Set the grad of every parameter to zero."""
@@ -93,7 +75,7 @@ class Module:
 class Neuron(Module):
 
     def __init__(self, nin: int, nonlin: bool = True) -> None:
-        self.w = _ParamList(Value(random.uniform(-1, 1)) for _ in range(nin))
+        self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = Value(0.0)
         self.nonlin = nonlin
 
@@ -113,43 +95,19 @@ class Neuron(Module):
 class Layer(Module):
 
     def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
-        self.neurons = _ParamList(Neuron(nin, **kwargs) for _ in range(nout))
+        self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
-        plan = self._plan()
-        if plan is None or not isinstance(x, (list, tuple)) or len(x) != plan[2]:
+        out = None
+        if type(x) in _SEQUENCES:
+            plan = self.__dict__.get("_cached_plan")
+            if plan is None or not plan.holds(self):
+                plan = self.__dict__["_cached_plan"] = _Plan.of(self)
+            if plan.fusable and len(x) == plan.nin:
+                out = plan.run(x)
+        if out is None:
             out = [n(x) for n in self.neurons]     # micrograd's way, op by op
-        else:
-            out = self._fused(plan, x)
         return out[0] if len(out) == 1 else out
-
-    def _plan(self):
-        """(weight handles, bias handles, nin, relu) for rg_layer, or None if
-        the neurons are not all plain Neurons of one kind."""
-        cached = self.__dict__.get("_cached_plan")
-        if cached is not None and cached[0] == _epoch[0]:
-            return cached[1]
-        neurons = list(self.neurons)
-        plan = None
-        if neurons and all(type(n) is Neuron for n in neurons):
-            nin, relu = len(neurons[0].w), neurons[0].nonlin
-            if all(len(n.w) == nin and n.nonlin == relu and isinstance(n.b, Value)
-                   and all(isinstance(w, Value) for w in n.w) for n in neurons):
-                w = ffi.new("int32_t[]", [w._s for n in neurons for w in n.w])
-                b = ffi.new("int32_t[]", [n.b._s for n in neurons])
-                plan = (w, b, nin, bool(relu))
-        # a list that cannot report changes to itself cannot be cached
-        if all(type(n.w) is _ParamList for n in neurons) and type(self.neurons) is _ParamList:
-            self.__dict__["_cached_plan"] = (_epoch[0], plan)
-        return plan
-
-    def _fused(self, plan, x):
-        w, b, nin, relu = plan
-        nout = len(b)
-        x = [v if isinstance(v, Value) else Value(v) for v in x]
-        xh = ffi.new("int32_t[]", [v._s for v in x])
-        vs, out = _fresh(nout)
-        return _bound(vs, out, lib.rg_layer, w, b, xh, nin, nout, relu, out)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -181,3 +139,77 @@ class MLP(Module):
 
     def __repr__(self):
         return "MLP of [" + ", ".join(map(str, self.layers)) + "]"
+
+
+_SEQUENCES = (list, tuple, _ParamList)
+_NEURON_CALL = Neuron.__call__
+# what a neuron's output depends on, as holds() compares it
+_state_of = operator.attrgetter("__class__", "w", "b", "nonlin")
+
+
+class _Plan:
+    """A Layer's weights and biases as handle arrays for rg_layer, with the
+    objects they were read from. `fusable` is false where the neurons cannot be
+    fused (not all plain Neurons of one size and kind); the layer then runs
+    them one by one until they change."""
+
+    __slots__ = ("seq", "state", "bs", "fusable", "w", "b", "nin", "relu")
+
+    @classmethod
+    def of(cls, layer):
+        plan = cls()
+        plan.seq = neurons = layer.neurons
+        plan.fusable = False
+        plan.state = None                  # holds() fails: checked again next call
+        if (type(neurons) not in _SEQUENCES or not neurons
+                or any(type(n) is not Neuron for n in neurons)):
+            return plan
+        ws = [n.w for n in neurons]
+        plan.bs = [n.b for n in neurons]
+        nonlins = [n.nonlin for n in neurons]
+        # each weight list is kept as a copy of its items, in a list of its
+        # type, so that holds() compares the list's current items with them
+        plan.state = [(Neuron, _copy(w), b, r) for w, b, r in zip(ws, plan.bs, nonlins)]
+        nin = len(ws[0]) if type(ws[0]) in _SEQUENCES else -1
+        if (all(type(w) in _SEQUENCES and len(w) == nin and
+                all(type(v) is Value for v in w) for w in ws)
+                and all(type(b) is Value for b in plan.bs)
+                # bool and int keep their truth value, so it can be cached
+                and all(type(r) in (bool, int) and bool(r) == bool(nonlins[0])
+                        for r in nonlins)):
+            plan.w = ffi.new("int32_t[]", [v._s for w in ws for v in w])
+            plan.b = ffi.new("int32_t[]", [b._s for b in plan.bs])
+            plan.nin, plan.relu, plan.fusable = nin, bool(nonlins[0]), True
+        return plan
+
+    def holds(self, layer):
+        """Whether each neuron of the layer still has the class, weights, bias
+        and nonlinearity this plan was made from. The comparison is one list
+        comparison, run in C, which takes identical items as equal first;
+        items that are not identical compare equal only if they compute the
+        same (a Value of the same node, an equal number as nonlin)."""
+        seq = layer.neurons
+        if seq is not self.seq or self.state is None or Neuron.__call__ is not _NEURON_CALL:
+            return False
+        try:
+            return list(map(_state_of, seq)) == self.state
+        except AttributeError:             # not a neuron any more, or one missing a part
+            return False
+
+    def run(self, x):
+        """The layer's outputs on x, in one C call, or None where x holds
+        something the unfused computation could treat differently (a Value
+        subclass may define its own operators; a non-number raises there)."""
+        try:
+            x = [v if type(v) is Value else Value(v) for v in x]
+        except TypeError:
+            return None
+        nout = len(self.bs)
+        xh = ffi.new("int32_t[]", [v._s for v in x])
+        vs, out = _fresh(nout)
+        return _bound(vs, out, lib.rg_layer, self.w, self.b, xh, self.nin, nout,
+                      self.relu, out)
+
+
+def _copy(w):
+    return tuple(w) if type(w) is tuple else list(w) if type(w) in _SEQUENCES else w

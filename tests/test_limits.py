@@ -134,6 +134,97 @@ def test_anomaly_mode_is_per_thread_and_nests():
     assert seen == [math.inf]
 
 
+def _in_anomaly_mode():
+    """Whether anomaly mode is on in the calling thread (it raises on inf)."""
+    try:
+        Value(1e308) * 10
+    except FloatingPointError:
+        return True
+    return False
+
+
+def _on_thread(fn):
+    """Runs fn on a new thread, returns what it returned."""
+    import threading
+    out = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    t.join()
+    return out[0]
+
+
+def test_leaving_anomaly_mode_on_another_thread_ends_it_on_the_entering_thread():
+    import threading
+    entered, exited = threading.Event(), threading.Event()
+    cms, seen = [], {}
+
+    def opener():
+        cm = rgrad.detect_anomaly()
+        cm.__enter__()
+        cms.append(cm)
+        seen["inside"] = _in_anomaly_mode()
+        entered.set()
+        exited.wait(10)
+        seen["after"] = _in_anomaly_mode()
+
+    t = threading.Thread(target=opener)
+    t.start()
+    assert entered.wait(10)
+    cms[0].__exit__(None, None, None)           # closed here, on the main thread
+    seen["closer"] = _in_anomaly_mode()
+    exited.set()
+    t.join()
+    assert seen == {"inside": True, "after": False, "closer": False}
+    with rgrad.detect_anomaly():                # the closing thread's own mode works
+        assert _in_anomaly_mode()
+    assert not _in_anomaly_mode()
+
+
+def test_a_block_closed_elsewhere_leaves_the_openers_outer_block_on():
+    outer = rgrad.detect_anomaly()
+    inner = rgrad.detect_anomaly()
+    outer.__enter__()
+    inner.__enter__()
+    try:
+        _on_thread(lambda: inner.__exit__(None, None, None))
+        assert _in_anomaly_mode()               # the outer block is still open
+        with rgrad.detect_anomaly():            # and this thread nests as before
+            pass
+        assert _in_anomaly_mode()
+    finally:
+        outer.__exit__(None, None, None)
+    assert not _in_anomaly_mode()
+    assert not _on_thread(_in_anomaly_mode)
+
+
+def test_a_thread_that_ends_inside_a_block_closed_elsewhere_leaves_others_alone():
+    cms = []
+
+    def opener():
+        cm = rgrad.detect_anomaly()
+        cm.__enter__()
+        cms.append(cm)
+    _on_thread(opener)
+    cms[0].__exit__(None, None, None)
+    assert not _in_anomaly_mode()
+    assert not _on_thread(_in_anomaly_mode)
+    with rgrad.detect_anomaly():                # the closing thread is unharmed
+        assert _in_anomaly_mode()
+
+
+def test_an_exit_without_an_enter_is_refused_and_changes_nothing():
+    from rgrad._rgrad import lib
+    token = lib.rg_anomaly_enter()
+    assert lib.rg_anomaly_exit(token) == 0
+    assert lib.rg_anomaly_exit(token) == lib.RG_EHANDLE   # one exit too many
+    for bad in (0, -1, 2 ** 62):
+        assert lib.rg_anomaly_exit(bad) == lib.RG_EHANDLE
+    assert not _in_anomaly_mode()
+    with rgrad.detect_anomaly():                  # and the next block counts as one
+        assert _in_anomaly_mode()
+    assert not _in_anomaly_mode()
+
+
 def test_anomaly_mode_covers_graphs_with_python_ops():
     x = Value(-1.0)
     out = Value(0.0, (x,), 'weird')

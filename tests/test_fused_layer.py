@@ -1,0 +1,172 @@
+"""A Layer's fused path (one C call, with cached weight handles) gives the
+numbers the unfused computation gives, whatever the program did to the module
+since the last call, including changes that bypass every hook: writing the
+instance dict, calling list methods on the weight lists, deleting attributes.
+
+The reference is micrograd's Neuron arithmetic in plain Python floats, read
+from the layer's objects as they are at the call, and the unfused computation
+(each neuron called on its own)."""
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rgrad
+import rgrad.nn as rnn
+from rgrad import Value
+
+
+def _f(v):
+    return v.data if isinstance(v, Value) else float(v)
+
+
+def _reference(layer, x):
+    """micrograd's Neuron: act = b + w0*x0 + w1*x1 + ..., then relu if nonlin."""
+    outs = []
+    for n in layer.neurons:
+        act = _f(n.b)
+        for wi, xi in zip(n.w, x):
+            act = act + _f(wi) * _f(xi)
+        outs.append((0.0 if act < 0 else act) if n.nonlin else act)
+    return outs
+
+
+def _data(out):
+    return [v.data for v in out] if isinstance(out, list) else [out.data]
+
+
+def _unfused(layer, x):
+    return [n(x).data for n in layer.neurons]
+
+
+def _churn():
+    """Frees dropped Values' handles and hands them to new Values, which is when
+    a plan holding stale handles would read someone else's data."""
+    rgrad.collect()
+    return [Value(1000.0 + k) for k in range(64)]
+
+
+class Doubled(rnn.Neuron):
+    def __call__(self, x):
+        return super().__call__(x) * 2
+
+
+class Loud(Value):
+    __slots__ = ()
+
+    def __rmul__(self, other):
+        return Value.__mul__(self, other) * 10      # x * w, then times 10
+
+
+def _mutations():
+    def neuron(layer, j=0):
+        return layer.neurons[j]
+    return {
+        "dict write of b": lambda L: vars(neuron(L)).__setitem__("b", Value(5.0)),
+        "dict write of w": lambda L: vars(neuron(L)).__setitem__("w", [Value(0.25)] * 3),
+        "dict write of nonlin": lambda L: vars(neuron(L, 1)).__setitem__("nonlin", False),
+        "setattr of b": lambda L: setattr(neuron(L), "b", Value(-7.0)),
+        "setattr of nonlin": lambda L: setattr(neuron(L), "nonlin", False),
+        "list.__setitem__ on w": lambda L: list.__setitem__(neuron(L).w, 0, Value(3.0)),
+        "list.__setitem__ of a float": lambda L: list.__setitem__(neuron(L).w, 1, 0.5),
+        "list.__setitem__ of a slice": lambda L: list.__setitem__(
+            neuron(L).w, slice(0, 2), [Value(-1.0), Value(2.0)]),
+        "list.__delitem__ on w": lambda L: list.__delitem__(neuron(L).w, 0),
+        "list.append on every w": lambda L: [list.append(n.w, Value(9.0)) for n in L.neurons],
+        "list.reverse on w": lambda L: list.reverse(neuron(L).w),
+        "list.__setitem__ on neurons": lambda L: list.__setitem__(L.neurons, 1, rnn.Neuron(3)),
+        "list.reverse on neurons": lambda L: list.reverse(L.neurons),
+        "list.pop on neurons": lambda L: list.pop(L.neurons),
+        "dict write of neurons": lambda L: vars(L).__setitem__("neurons", L.neurons[::-1]),
+        "neurons as a tuple": lambda L: setattr(L, "neurons", tuple(L.neurons)),
+        "w as a tuple": lambda L: setattr(neuron(L), "w", tuple(neuron(L).w)),
+        "b as a plain float": lambda L: vars(neuron(L)).__setitem__("b", 2.5),
+        "a weight's data": lambda L: setattr(neuron(L).w[2], "data", 40.0),
+        "another handle of the same weight": lambda L: list.__setitem__(
+            neuron(L).w, 0, next(iter((neuron(L).w[0] + 0)._prev))),
+        "a Value subclass as a weight": lambda L: list.__setitem__(neuron(L).w, 0, Loud(1.5)),
+        "a neuron's class": lambda L: setattr(neuron(L), "__class__", Doubled),
+        "nonlin as a truthy string": lambda L: vars(neuron(L)).__setitem__("nonlin", "yes"),
+        "b deleted and put back": lambda L: (delattr(neuron(L), "b"),
+                                             vars(neuron(L)).__setitem__("b", Value(1.0))),
+    }
+
+
+MUTATIONS = _mutations()
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+@pytest.mark.parametrize("inputs", ["values", "floats"])
+def test_fused_layer_after_a_change_matches_micrograds_arithmetic(name, inputs):
+    random.seed(3)
+    layer = rnn.Layer(3, 4)
+    x = [0.5, -1.25, 2.0]
+    if inputs == "values":
+        x = [Value(v) for v in x]
+    assert _data(layer(x)) == _reference(layer, x)       # the plan is cached now
+    MUTATIONS[name](layer)
+    junk = _churn()
+    got = _data(layer(x))
+    assert got == _unfused(layer, x)
+    if name != "a neuron's class":
+        assert got == _reference(layer, x)
+    assert _data(layer(x)) == got                        # and again, from a new plan
+    del junk
+
+
+def test_a_deleted_bias_raises_as_the_unfused_neuron_does():
+    random.seed(3)
+    layer = rnn.Layer(2, 2)
+    x = [Value(1.0), Value(2.0)]
+    layer(x)
+    del layer.neurons[0].b
+    with pytest.raises(AttributeError):
+        layer.neurons[0](x)
+    with pytest.raises(AttributeError):
+        layer(x)
+    layer.neurons[0].b = Value(0.5)
+    assert _data(layer(x)) == _reference(layer, x)
+
+
+def test_issue_11_a_bias_written_to_the_instance_dict_is_seen():
+    random.seed(0)
+    layer = rnn.Layer(2, 1, nonlin=False)
+    neuron = layer.neurons[0]
+    x = [Value(0.3), Value(0.4)]
+    layer(x)
+    vars(neuron)["b"] = Value(5.0)
+    junk = _churn()
+    assert layer(x).data == neuron(x).data == _reference(layer, x)[0]
+    del junk
+
+
+def test_inputs_that_are_value_subclasses_are_not_fused_over_their_operators():
+    random.seed(1)
+    layer = rnn.Layer(2, 2, nonlin=False)
+    x = [Loud(1.0), Value(2.0)]
+    assert _data(layer(x)) == _unfused(layer, x)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(sorted(MUTATIONS)), min_size=1, max_size=5),
+       st.integers(0, 2 ** 16))
+def test_fused_layer_matches_unfused_after_any_sequence_of_changes(names, seed):
+    random.seed(seed)
+    layer = rnn.Layer(3, 4)
+    x = [Value(random.uniform(-2, 2)) for _ in range(3)]
+    layer(x)
+    for name in names:
+        try:
+            MUTATIONS[name](layer)
+        except (IndexError, AttributeError, TypeError):
+            continue          # a change that no longer applies (a popped neuron, ...)
+        junk = _churn()
+        try:
+            want = _unfused(layer, x)
+        except (AttributeError, TypeError) as e:
+            with pytest.raises(type(e)):
+                layer(x)
+            continue
+        assert _data(layer(x)) == want
+        del junk
