@@ -15,6 +15,12 @@ their slots (and to compact the arena when due), then puts the slots back on
 the free list. Every step either is one C call or can be repeated: a
 collection cut short by an exception is finished by the next one.
 
+Most Values die young. The free list holds at most `_BATCH` slots (the rest
+wait in `_spare`); when it runs out, every slot of the batch it was refilled
+with has been taken since, and those are looked at (`_collect_young`). The
+whole registry is looked at only when it has doubled or the arena is due for
+a compaction.
+
 Ops defined in Python keep a `_backward` closure per node (`_closures`), and
 such a closure holds Values of its own node and usually of its children. Such
 references do not keep a node alive, since the node keeps its children and the
@@ -30,15 +36,17 @@ and the op that asked lets the arena grow instead.
 import os
 import sys
 import threading
-from itertools import compress
+from itertools import compress, repeat
+from operator import eq
 
 from ._rgrad import ffi, lib
 
 _reg = []                # slot -> the Value holding it, or None
-_free = []               # free slots; the next to use is last
+_free = []               # free slots, at most _BATCH; the next to use is last
+_spare = []              # more free slots, moved to _free a batch at a time
+_batch = []              # what _free was last refilled with
 _nslots = 0              # slots in _reg
 _releasing = None        # slots a cut-short collection was freeing
-_orphans = []            # slots C still binds whose object let go of them
 _sweep_at = 4096         # look for dead Values when _reg grows to this many slots
 _collect_lock = threading.Lock()
 _local = threading.local()
@@ -76,23 +84,31 @@ _closures = {}     # id -> (_backward closure, its cells that hold a Value of th
 _forwards = {}     # id -> Function subclass, for replay
 
 _value_type = None  # rgrad.engine.Value, set by engine
-_CHUNK = 1024
-_TWO = 2
+_CHUNK = 1024            # new slots are made this many at a time
+_BATCH = 256             # _free is refilled with at most this many
 
 
 def more_slots():
-    """Refills _free: collects first if the registry has doubled since the
-    last collection, and adds new slots if that freed none."""
-    global _nslots, _reg
+    """Refills _free (it is empty): looks for dead Values, among the young
+    ones or in the whole registry once it has doubled since the last time,
+    then takes a chunk of spare slots, or makes new ones."""
+    global _nslots, _reg, _free, _batch, _spare
     if _nslots >= _sweep_at:
         collect(force=False)
+    elif _batch:
+        _run(_collect_young)
     if _free:
         return
-    n0 = _nslots
-    nones = [None] * _CHUNK
-    _nslots = n0 + _CHUNK       # these two in one go: no call between them
-    _reg += nones
-    _free.extend(range(n0 + _CHUNK - 1, n0 - 1, -1))
+    if not _spare:
+        n0 = _nslots
+        nones = [None] * _CHUNK
+        _nslots = n0 + _CHUNK   # these two in one go: no call between them
+        _reg += nones
+        _spare += range(n0 + _CHUNK - 1, n0 - 1, -1)
+    batch = _spare[-_BATCH:]
+    del _spare[-_BATCH:]        # these three in one go: no call between them
+    _free += batch
+    _batch = batch
 
 
 def take(obj):
@@ -113,24 +129,22 @@ def give_back(s):
     _free.append(s)
 
 
-def let_go(s):
-    """An object stops holding slot s, which C still binds: free it at the
-    next collection."""
-    if 0 <= s < len(_reg):
-        _reg[s] = None
-        _orphans.append(s)
-
-
 def collect(force=True):
     """Free the nodes no live Value can reach. rgrad does this by itself as the
     arena grows; calling it only makes it happen now. Returns False if it was
     skipped because this thread is already collecting."""
+    return _run(_collect, force)
+
+
+def _run(step, *args):
+    """Runs a collection step under the lock, unless this thread is already
+    collecting (then it returns False at once: it never waits on itself)."""
     if getattr(_local, "collecting", False):
         return False
     _local.collecting = True
     try:
         with _collect_lock:
-            _collect(force)
+            step(*args)
     finally:
         _local.collecting = False
     return True
@@ -143,15 +157,11 @@ def collecting():
 
 def _collect(force):
     global _releasing, _sweep_at
-    if _releasing is not None:  # cut short: C may not have freed them yet
-        dead = _releasing[0]
-        lib.rg_collect(ffi.new("int32_t[]", dead), len(dead), ffi.NULL, 0, 0)
-        _finish_release()
+    _resume()
     while True:
-        orphans = _orphans[:]
-        dead = _dead_slots() + orphans
+        dead = _dead_slots()
         weak = _weak_slots()
-        _releasing = (dead, len(orphans))
+        _releasing = dead
         compacted = lib.rg_collect(ffi.new("int32_t[]", dead), len(dead),
                                    ffi.new("int32_t[]", weak), len(weak), force)
         _finish_release()
@@ -161,29 +171,53 @@ def _collect(force):
             break
         force = True
     _trim()
-    live = _nslots - len(_free)
+    live = _nslots - len(_free) - len(_spare)
     _sweep_at = max(4096, 2 * live)
+
+
+def _collect_young():
+    """Frees the slots of the Values of the last batch that have died."""
+    global _releasing, _batch
+    _resume()
+    batch = _batch
+    _batch = []
+    n = len(_reg)              # (a slot given back after an error may since be cut off)
+    objs = [_reg[s] if s < n else None for s in batch]
+    # 3: the registry, objs, the call
+    dead = list(compress(batch, map(eq, map(sys.getrefcount, objs), repeat(3))))
+    del objs
+    if dead:
+        _releasing = dead
+        lib.rg_collect(ffi.new("int32_t[]", dead), len(dead), ffi.NULL, 0, 0)
+        _finish_release()
+
+
+def _resume():
+    """Finishes a collection that an exception cut short. C may not have freed
+    its slots yet: freeing a free slot again is harmless, and these cannot have
+    been reused, as they are on no free list until the last step."""
+    if _releasing is not None:
+        dead = _releasing
+        lib.rg_collect(ffi.new("int32_t[]", dead), len(dead), ffi.NULL, 0, 0)
+        _finish_release()
 
 
 def _dead_slots():
     """Slots whose Value only the registry refers to."""
     counts = map(sys.getrefcount, _reg)           # 2: the registry and the call
-    return list(compress(range(len(_reg)), map(_TWO.__eq__, counts)))
+    return list(compress(range(len(_reg)), map(eq, counts, repeat(2))))
 
 
 def _finish_release():
     """C has freed the slots in _releasing: forget their objects and put the
-    slots on the free list. Repeating it is harmless until the last step,
-    which is one step with the reset. (Freeing a free slot again in C is
-    harmless too, and these cannot have been reused: they are on no free
-    list until that last step.)"""
-    global _releasing, _free
-    slots, k = _releasing
+    slots on the spare list. Repeating it is harmless until the last step,
+    which is one step with the reset."""
+    global _releasing, _spare
+    slots = _releasing
     for s in slots:
         _reg[s] = None
-    kept = slots[::-1]          # the lowest slots are used first
-    del _orphans[:k]            # these three in one go: no call between them
-    _free += kept
+    kept = sorted(slots, reverse=True)    # the lowest slots are used first
+    _spare += kept              # these two in one go: no call between them
     _releasing = None
 
 
@@ -191,21 +225,23 @@ def _trim():
     """Shrinks the handle table when most of it is free at the top. Other
     threads may take slots while this runs (between its calls): it gives up
     if they did, and otherwise cuts in one step with no call in it."""
-    global _nslots
-    if _nslots <= 4 * _CHUNK or 2 * len(_free) < _nslots:
+    global _nslots, _spare
+    if _nslots <= 4 * _CHUNK or 2 * (len(_free) + len(_spare)) < _nslots:
         return
     top = _nslots
     while top > 0 and _reg[top - 1] is None:
         top -= 1
     top = -(-top // _CHUNK) * _CHUNK          # whole chunks
-    if top >= _nslots or any(s >= top for s in _orphans):
+    if top >= _nslots:
         return
     n = _nslots
-    snap = _free[:]
-    kept = sorted((s for s in snap if s < top), reverse=True)
+    free, spare = _free[:], _spare[:]
+    kept_free = [s for s in free if s < top]
+    kept_spare = sorted((s for s in spare if s < top), reverse=True)
     tail = [None] * (n - top)
-    if _nslots == n and _free == snap and _reg[top:] == tail:
-        _free[:] = kept           # in place: the operators hold these lists
+    if _nslots == n and _free == free and _spare == spare and _reg[top:] == tail:
+        _free[:] = kept_free      # in place: the operators hold this list
+        _spare = kept_spare
         _nslots = top
         del _reg[top:]
         lib.rg_trim_handles(top)
