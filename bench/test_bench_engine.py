@@ -13,6 +13,8 @@ Every implementation of a group gets the same warm-up and rounds
 (benchlib.rounds). Nothing here asserts on time; the asserts check that each
 implementation computed micrograd's numbers.
 """
+import gc
+
 import pytest
 
 from benchlib import (DEMO_ACCURACY, DEMO_CHECKSUM, DEMO_LOSS, SEED_EXPECTED,
@@ -46,16 +48,20 @@ def _check_chain(impl, x, acc, grads):
 def test_build(benchmark, impl, steps):
     _label(benchmark, impl, f"chain build {steps:,}", steps=steps)
     x = chain_leaves(impl, steps)
-    held = []
+    held, collector = [], set()
     n, _ = rounds(f"chain {steps}")
 
     def build():
+        collector.add(gc.isenabled())
         held.append(chain(impl, x))
 
     # the previous round's graph is dropped before collecting
     benchmark.pedantic(timed(impl, build), setup=untimed(held.clear), rounds=n,
                        warmup_rounds=WARMUP)
     _check_chain(impl, x, held[-1], grads=False)
+    # only micrograd-nogc times without the collector (--benchmark-disable-gc
+    # would make every row gc-off, and the two micrograd rows the same)
+    assert collector == {not impl.gc_off}
 
 
 def test_backward(benchmark, impl, steps):
