@@ -121,8 +121,8 @@ def memory_report(benches):
         cells = "".join(f"{fmt.format(v) if v is not None else '-':>12}" for v in vals)
         ex = {i: (benches[i].get("extra_info") or {}).get(key) for i in impls}
         ratio = ""
-        if key.endswith(("_per_node", "_per_step")) and ex.get(BASE) and ex.get("rgrad"):
-            ratio = f"{ex[BASE] / ex['rgrad']:9.1f}x"
+        if key.endswith(("_per_node", "_per_step")) and ex.get("micrograd") and ex.get("rgrad"):
+            ratio = f"{ex['micrograd'] / ex['rgrad']:9.1f}x"
         lines.append(f"{label:<36}{cells}{ratio:>10}")
     lines.append("(rgrad: tracemalloc sees only the Python handles, not the C arena; "
                  "RSS includes both)")
