@@ -1,24 +1,49 @@
 """Fixtures for the rgrad benchmarks, and the ratios table at the end of a run.
 
-Run from outside the source tree (its unbuilt rgrad/ would shadow the
-installed package):
+    pytest bench --benchmark-json bench.json -q     # the full run (minutes)
+    python bench/ratios.py --json bench.json        # the table again
+    pytest bench --benchmark-disable -q             # each benchmark once, as a check
 
-    cd /tmp && pytest /work/main/bench --benchmark-json /tmp/bench.json -q
-    python /work/main/bench/ratios.py --json /tmp/bench.json
-
-With --benchmark-json the ratios table is also printed at the end of the run.
-`pytest /work/main/bench --benchmark-disable` runs every benchmark once, as a
-check.
+With --benchmark-disable only the 3,000-step chain runs (the longer chains are
+skipped: the same code, and a check should be quick). With --benchmark-json
+the ratios table is also printed at the end of the run.
 """
+import gc
+
 import pytest
 
 import benchlib
 
 
-@pytest.fixture(params=benchlib.IMPLS)
+@pytest.fixture(params=benchlib.IMPL_ORDER)
 def impl(request):
-    """One implementation: rgrad always; micrograd and torch if installed."""
+    """One scalar engine: rgrad always; micrograd (gc on and gc off) and
+    torch if installed."""
     return benchlib.make_impl(request.param, pytest.importorskip)
+
+
+@pytest.fixture(params=benchlib.CHAIN_SIZES, ids=lambda n: f"{n}")
+def steps(request):
+    """The chain's length. A check run (--benchmark-disable) runs only the
+    shortest."""
+    n = request.param
+    if (request.config.getoption("benchmark_disable", False)
+            and n not in benchlib.CHECK_CHAIN_SIZES):
+        pytest.skip(f"--benchmark-disable runs only the {benchlib.CHECK_CHAIN_SIZES[0]:,}"
+                    "-step chain")
+    return n
+
+
+@pytest.fixture(autouse=True)
+def frozen_heap():
+    """What is alive before a benchmark (pytest, torch, jax, ...) is frozen
+    out of the cyclic collector while it runs, as `python -m rgrad bench`
+    does, so that a collection's cost does not depend on the other tests."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+    gc.collect()
 
 
 _REPORT = {}

@@ -1,42 +1,46 @@
 """Ratios against micrograd, from one pytest-benchmark run's JSON.
 
-    cd /tmp && pytest /work/main/bench --benchmark-json bench.json -q
-    python /work/main/bench/ratios.py [--json bench.json]
+    pytest bench --benchmark-json bench.json -q
+    python bench/ratios.py [--json bench.json]
 
-For each group: every implementation's median time, its time as a multiple of
-micrograd's median in the same run, and micrograd's median over its own (the
-speed-up). Where a benchmark records extra_info["steps"] (chain steps) or
-["nodes"] (graph nodes), the time per step or node is shown too. The memory group lists the
-bytes per node and per step recorded by bench/test_bench_memory.py.
-The same table is printed at the end of a pytest run given --benchmark-json.
+For each group: every implementation's median time, its rounds, and two
+speed-ups, micrograd's median over its own ("vs micrograd", the collector on
+as micrograd comes) and micrograd-nogc's median over its own ("vs micrograd
+gc-off", the collector disabled around micrograd's timed call). The
+"demo step replayed" rows are set against micrograd's eager "demo step", as
+micrograd has no replayed step. Where a benchmark records extra_info["steps"]
+(chain steps) or ["nodes"] (graph nodes), the time per step or node is shown
+too. The memory group lists the bytes per node and per step recorded by
+bench/test_bench_memory.py. The same table is printed at the end of a pytest
+run given --benchmark-json.
 """
 import argparse
 import json
 import re
 import sys
 
-GROUP_ORDER = ["build", "backward", "seed", "demo-step", "replay", "python-ops", "memory"]
-IMPL_ORDER = ["rgrad", "micrograd", "torch"]
-BASE = "micrograd"
+from rgrad.bench_report import RATIO_HEADS, fmt_ratio
+from rgrad.benchmarks import BASELINE_GROUP, BASES
+
+GROUP_ORDER = ["seed", "demo step", "demo step replayed", "replay per node", "python ops"]
+IMPL_ORDER = ["rgrad", "rgrad-pyops-alive", "micrograd", "micrograd-nogc", "torch",
+              "rgrad-replay", "torch-tensors", "jax-jit", "casadi-vm"]
+NOT_TIMED = {"memory"}       # its time is a probe process's; only its bytes count
 
 
 def impl_of(bench):
     impl = (bench.get("extra_info") or {}).get("impl")
     if impl:
         return impl
-    m = re.search(r"\[([^\]]+)\]$", bench["name"]) or re.search(r"_([a-z]+)$", bench["name"])
+    m = re.search(r"\[([^\]]+)\]$", bench["name"])
     return m.group(1) if m else bench["name"]
 
 
 def fmt_time(s):
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if s >= scale:
-            return f"{s / scale:8.3f} {unit}"
-    return f"{s / 1e-9:8.3f} ns"
-
-
-def fmt_ratio(x):
-    return f"{x:10.4g}x" if x is not None else f"{'-':>11}"
+            return f"{s / scale:.3f} {unit}"
+    return f"{s / 1e-9:.3f} ns"
 
 
 def _order(items):
@@ -44,36 +48,49 @@ def _order(items):
                                          else len(IMPL_ORDER), kv[0]))
 
 
+def _group_key(g):
+    """Chains first, by length, build before backward; then GROUP_ORDER."""
+    m = re.match(r"chain (build|backward) ([\d,]+)$", g)
+    if m:
+        return (0, int(m.group(2).replace(",", "")), m.group(1) == "backward", g)
+    return (1, GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER), 0, g)
+
+
 def report(data):
     """The table as a list of lines, from pytest-benchmark's JSON (a dict)."""
     groups = {}
     for bench in data.get("benchmarks", []):
         groups.setdefault(bench.get("group") or "(none)", {})[impl_of(bench)] = bench
-    names = sorted(groups, key=lambda g: (GROUP_ORDER.index(g) if g in GROUP_ORDER
-                                          else len(GROUP_ORDER), g))
+    names = sorted((g for g in groups if g not in NOT_TIMED), key=_group_key)
     lines = []
     mi = data.get("machine_info") or {}
     if mi:
         lines.append(f"{mi.get('python_implementation', '')} {mi.get('python_version', '')}, "
                      f"{(mi.get('cpu') or {}).get('brand_raw', mi.get('processor', ''))}, "
                      f"{data.get('datetime', '')}")
-    head = (f"{'group':<10} {'impl':<18} {'median':>11} {'per step':>11} {'rounds':>6} "
-            f"{'time/micro':>11} {'speed-up':>11}")
+    head = (f"{'group':<25} {'impl':<18} {'median':>11} {'per step':>11} {'rounds':>7} "
+            f"{RATIO_HEADS['micrograd']:>13} {RATIO_HEADS['micrograd-nogc']:>20}")
     lines += [head, "-" * len(head)]
     for g in names:
         benches = groups[g]
-        base = benches.get(BASE)
-        base_median = base["stats"]["median"] if base else None
+        bases = {b: groups.get(BASELINE_GROUP.get(g, g), {}).get(b) for b in BASES}
         for impl, bench in _order(benches.items()):
             st, extra = bench["stats"], bench.get("extra_info") or {}
             median = st["median"]
             steps = extra.get("steps") or extra.get("nodes")
-            per_step = fmt_time(median / steps) if steps else f"{'-':>11}"
-            rel = median / base_median if base_median else None
-            speed = base_median / median if base_median and median > 0 else None
-            lines.append(f"{g:<10} {impl:<18} {fmt_time(median):>11} {per_step:>11} "
-                         f"{st['rounds']:>6} {fmt_ratio(rel)} {fmt_ratio(speed)}")
+            per_step = fmt_time(median / steps) if steps else "-"
+            ratios = [fmt_ratio(base["stats"]["median"] / median
+                                if base and median > 0 else None)
+                      for base in bases.values()]
+            iters = st.get("iterations", 1)
+            rounds = f"{st['rounds']}" + (f"x{iters}" if iters > 1 else "")
+            lines.append(f"{g:<25} {impl:<18} {fmt_time(median):>11} {per_step:>11} "
+                         f"{rounds:>7} {ratios[0]:>13} {ratios[1]:>20}")
         lines.append("")
+    lines += ["vs micrograd: micrograd's median / this row's (above 1x: this row is "
+              "faster); vs micrograd gc-off: against micrograd with its collector off "
+              "around the timed call; demo step replayed: against micrograd's EAGER "
+              "demo step; rounds RxN: R rounds of N calls, timed per call", ""]
     if "memory" in groups:
         lines += memory_report(groups["memory"])
     return lines
@@ -104,8 +121,8 @@ def memory_report(benches):
         cells = "".join(f"{fmt.format(v) if v is not None else '-':>12}" for v in vals)
         ex = {i: (benches[i].get("extra_info") or {}).get(key) for i in impls}
         ratio = ""
-        if key.endswith(("_per_node", "_per_step")) and ex.get(BASE) and ex.get("rgrad"):
-            ratio = f"{ex[BASE] / ex['rgrad']:9.1f}x"
+        if key.endswith(("_per_node", "_per_step")) and ex.get("micrograd") and ex.get("rgrad"):
+            ratio = f"{ex['micrograd'] / ex['rgrad']:9.1f}x"
         lines.append(f"{label:<36}{cells}{ratio:>10}")
     lines.append("(rgrad: tracemalloc sees only the Python handles, not the C arena; "
                  "RSS includes both)")

@@ -1,25 +1,30 @@
-"""Speed: rgrad against micrograd 0.1.0 (and PyTorch scalar tensors), grouped
-so that pytest-benchmark's table compares them workload by workload.
+"""Speed of the scalar engines: rgrad against micrograd 0.1.0 (gc on, and gc
+off around its timed call: micrograd-nogc) and PyTorch scalar tensors, one
+pytest-benchmark group per workload:
 
-    build      the 30,000-step chain acc = acc * 0.999 + x[i] (leaves made untimed)
-    backward   backward() over a freshly built 30,000-step chain each round
-    seed       micrograd's README example, build + backward
-    demo-step  one step of micrograd's demo: loss on 100 moons, zero_grad,
-               backward, SGD update (a freshly seeded MLP(2, [16, 16, 1]) each round)
+    chain build N      acc = acc * 0.999 + x[i], N = 3,000 / 30,000 / 300,000
+                       (leaves made untimed)
+    chain backward N   backward() over a freshly built N-step chain each round
+    seed               micrograd's README example, build + backward
+    demo step          one eager step of micrograd's demo: loss on 100 moons,
+                       zero_grad, backward, SGD (a freshly seeded MLP each round)
 
-Every round gets its setup untimed (fresh graph or model, then gc.collect()).
-Nothing here asserts on time; the asserts check that each implementation
-computed the right numbers.
+Every implementation of a group gets the same warm-up and rounds
+(benchlib.rounds). Nothing here asserts on time; the asserts check that each
+implementation computed micrograd's numbers.
 """
+import gc
+
 import pytest
 
-from benchlib import (CHAIN_STEPS, DEMO_EXPECTED_ACCURACY, DEMO_EXPECTED_LOSS,
-                      SEED_EXPECTED, chain, chain_expected, chain_leaves,
-                      demo_model, demo_step, fresh, moons, params_checksum,
-                      run_with_big_stack, seed)
+from benchlib import (DEMO_ACCURACY, DEMO_CHECKSUM, DEMO_LOSS, SEED_EXPECTED,
+                      WARMUP, chain, chain_depth, chain_expected, chain_leaves,
+                      checksum, demo_model, demo_step, fresh, moons, rounds, seed,
+                      timed, untimed, with_big_stack)
 
 
-def _label(benchmark, impl, **extra):
+def _label(benchmark, impl, group, **extra):
+    benchmark.group = group
     benchmark.extra_info["impl"] = impl.name
     benchmark.extra_info.update(extra)
     fresh()                      # start clean: no garbage from earlier tests
@@ -32,10 +37,6 @@ def _label(benchmark, impl, **extra):
         benchmark.extra_info["arena_at_start"] = rgrad.stats()
 
 
-def _warmup(impl):
-    return 0 if impl.name == "micrograd" else 1   # micrograd's rounds are costly
-
-
 def _check_chain(impl, x, acc, grads):
     want_acc, want_g0, want_glast = chain_expected(len(x))
     assert impl.data(acc) == pytest.approx(want_acc, rel=1e-12)
@@ -44,84 +45,80 @@ def _check_chain(impl, x, acc, grads):
         assert impl.grad(x[-1]) == pytest.approx(want_glast, rel=1e-12)
 
 
-@pytest.mark.benchmark(group="build")
-def test_build(benchmark, impl):
-    _label(benchmark, impl, steps=CHAIN_STEPS)
-    x = chain_leaves(impl)
-    held = []
-
-    def setup():
-        held.clear()          # drop the previous round's graph before collecting
-        fresh()
+def test_build(benchmark, impl, steps):
+    _label(benchmark, impl, f"chain build {steps:,}", steps=steps)
+    x = chain_leaves(impl, steps)
+    held, collector = [], set()
+    n, _ = rounds(f"chain {steps}")
 
     def build():
+        collector.add(gc.isenabled())
         held.append(chain(impl, x))
 
-    benchmark.pedantic(build, setup=setup, rounds=impl.rounds["build"],
-                       warmup_rounds=_warmup(impl))
+    # the previous round's graph is dropped before collecting
+    benchmark.pedantic(timed(impl, build), setup=untimed(held.clear), rounds=n,
+                       warmup_rounds=WARMUP)
     _check_chain(impl, x, held[-1], grads=False)
+    # only micrograd-nogc times without the collector (--benchmark-disable-gc
+    # would make every row gc-off, and the two micrograd rows the same)
+    assert collector == {not impl.gc_off}
 
 
-@pytest.mark.benchmark(group="backward")
-def test_backward(benchmark, impl):
-    _label(benchmark, impl, steps=CHAIN_STEPS)
+def test_backward(benchmark, impl, steps):
+    _label(benchmark, impl, f"chain backward {steps:,}", steps=steps)
     held = []
+    n, _ = rounds(f"chain {steps}")
 
-    def setup():
+    def prepare():
         held.clear()
-        fresh()
-        x = chain_leaves(impl)
+        x = chain_leaves(impl, steps)
         held.extend((x, chain(impl, x)))
 
     def backward():
         held[1].backward()
 
     def run():
-        benchmark.pedantic(backward, setup=setup, rounds=impl.rounds["backward"],
-                           warmup_rounds=_warmup(impl))
+        benchmark.pedantic(timed(impl, backward), setup=untimed(prepare), rounds=n,
+                           warmup_rounds=WARMUP)
 
-    if impl.name == "micrograd":
-        run_with_big_stack(run)    # recursive topological sort, ~60,000 deep
+    if impl.name.startswith("micrograd"):
+        with_big_stack(run, chain_depth(steps))    # recursive topological sort
     else:
         run()
     x, acc = held
     _check_chain(impl, x, acc, grads=True)
 
 
-@pytest.mark.benchmark(group="seed")
 def test_seed(benchmark, impl):
-    _label(benchmark, impl)
-    a, b, g = benchmark(seed, impl)
+    _label(benchmark, impl, "seed")
+    n, calls = rounds("seed")
+    a, b, g = benchmark.pedantic(timed(impl, seed), args=(impl,), rounds=n,
+                                 iterations=calls, warmup_rounds=WARMUP)
     assert impl.data(g) == pytest.approx(SEED_EXPECTED["g"], rel=1e-12)
     assert impl.grad(a) == pytest.approx(SEED_EXPECTED["a.grad"], rel=1e-12)
     assert impl.grad(b) == pytest.approx(SEED_EXPECTED["b.grad"], rel=1e-12)
 
 
-# sum of all 337 parameters' data after step 0, as micrograd 0.1.0 computes it
-DEMO_EXPECTED_CHECKSUM = 7.510907886666312
-
-
-@pytest.mark.benchmark(group="demo-step")
 def test_demo_step(benchmark, impl):
-    _label(benchmark, impl, samples=100)
+    _label(benchmark, impl, "demo step", samples=100)
     X, y = moons()
     model = []
     results = []
+    n, _ = rounds("demo step")
 
-    def setup():
+    def prepare():
         model.clear()
-        fresh()
         model.append(demo_model(impl))
 
     def step():
         results.append(demo_step(impl, model[0], X, y))
 
-    benchmark.pedantic(step, setup=setup, rounds=impl.rounds["demo-step"],
-                       warmup_rounds=_warmup(impl))
+    benchmark.pedantic(timed(impl, step), setup=untimed(prepare), rounds=n,
+                       warmup_rounds=WARMUP)
     loss, accuracy = results[-1]
     benchmark.extra_info.update(loss=loss, accuracy=accuracy)
     # every round starts from the same seeded model, so all agree
     for loss, accuracy in results:
-        assert loss == pytest.approx(DEMO_EXPECTED_LOSS, rel=1e-12)
-        assert accuracy == DEMO_EXPECTED_ACCURACY
-    assert params_checksum(impl, model[0]) == pytest.approx(DEMO_EXPECTED_CHECKSUM, rel=1e-12)
+        assert loss == pytest.approx(DEMO_LOSS, rel=1e-12)
+        assert accuracy == DEMO_ACCURACY
+    assert checksum(impl, model[0]) == pytest.approx(DEMO_CHECKSUM, rel=1e-12)

@@ -1,5 +1,5 @@
 """Command line: `python -m rgrad demo` trains micrograd's demo model;
-`python -m rgrad bench` times rgrad against micrograd and PyTorch."""
+`python -m rgrad bench` times rgrad against micrograd and its peers."""
 import argparse
 import os
 import sys
@@ -51,15 +51,19 @@ def parser():
                            "matplotlib; without it, print it as text)")
     demo.set_defaults(parser=demo)
     bench = commands.add_parser(
-        "bench", help="time rgrad against micrograd and PyTorch",
-        description="Time rgrad against micrograd 0.1.0 and PyTorch scalar "
-                    "tensors (where installed) on bench/'s workloads: a "
-                    "30,000-step chain (build, backward), the worked example, "
-                    "and micrograd's demo step (eager, and replayed for rgrad). "
-                    "Prints a table with rgrad's speed-ups and checks that "
-                    "every implementation computes the same numbers.")
+        "bench", help="time rgrad against micrograd, PyTorch, JAX and CasADi",
+        description="Time rgrad against micrograd 0.1.0 (with its garbage "
+                    "collector on, and off around its timed rounds) and PyTorch "
+                    "scalar tensors on bench/'s workloads: the chain at 3,000, "
+                    "30,000 and 300,000 steps (build, backward), the worked "
+                    "example and micrograd's demo step; then rgrad's replayed "
+                    "demo step beside PyTorch tensors, jax.jit and CasADi, "
+                    "each where installed. Every implementation gets the same "
+                    "warm-up and rounds; the table gives each row's speed-up "
+                    "over micrograd both ways, and checks that every "
+                    "implementation computes micrograd's numbers.")
     bench.add_argument("--quick", action="store_true",
-                       help="fewer rounds and a 3,000-step chain: a few seconds")
+                       help="fewer rounds, chains of 3,000 and 30,000 steps only")
     bench.add_argument("--plot", metavar="FILE.png",
                        help="save the speed-ups as a bar chart to FILE.png "
                             "(needs matplotlib)")

@@ -1,6 +1,9 @@
-"""`python -m rgrad bench`: the table, the numbers check, --plot, --json, bad
-options, and what happens without micrograd, torch or matplotlib. Nothing
-here asserts on how long anything took."""
+"""`python -m rgrad bench`: the table, the like-for-like rule (the same
+warm-up and rounds for every implementation of a workload, micrograd with and
+without its gc), the numbers check, --plot, --json, bad options, and what
+happens without micrograd, torch, jax, casadi or matplotlib. Nothing here
+asserts on how long anything took."""
+import gc
 import importlib.util
 import json
 import re
@@ -11,13 +14,18 @@ import threading
 
 import pytest
 
-from rgrad import benchmarks
+from rgrad import bench_workloads, benchmarks
 
-WORKLOADS = ["chain build", "chain backward", "seed", "demo step"]
+PEERS = ["micrograd", "torch", "jax", "casadi"]          # optional packages
+SCALAR = [("rgrad", None), ("micrograd", "micrograd"), ("micrograd-nogc", "micrograd"),
+          ("torch", "torch")]
+REPLAYED = [("rgrad-replay", None), ("torch-tensors", "torch"), ("jax-jit", "jax"),
+            ("casadi-vm", "casadi")]
+TIME = r"\d+\.\d{3} (?:s|ms|us|ns)"
+RATIO = r"\d+(?:\.\d+)?x"
 ROW = re.compile(
-    r"^(chain build|chain backward|seed|demo step) +(\S+) +"
-    r"(\d+\.\d{3} (?:s|ms|us|ns)) +(\d+\.\d{3} (?:s|ms|us|ns)|-) +"
-    r"(\d+(?:x\d+)?) +(\d+\.\dx|-) +(\d+\.\dx|-)$", re.M)
+    rf"^((?:chain build|chain backward) [\d,]+|seed|demo step replayed|demo step) +"
+    rf"(\S+) +({TIME}) +({TIME}|-) +(\d+(?:x\d+)?) +({RATIO}|-) +({RATIO}|-)$", re.M)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # runs the CLI with some modules made unimportable, as if not installed
@@ -34,11 +42,11 @@ def _installed(name):
         return False
 
 
-HAVE = {"micrograd": _installed("micrograd"), "torch": _installed("torch")}
+HAVE = {name: _installed(name) for name in PEERS}
 HAVE_MATPLOTLIB = _installed("matplotlib")
 
 
-def _run(args, cwd, blocked=None, timeout=300):
+def _run(args, cwd, blocked=None, timeout=600):
     if blocked is None:
         cmd = [sys.executable, "-m", "rgrad"] + list(args)
     else:
@@ -50,6 +58,17 @@ def _run(args, cwd, blocked=None, timeout=300):
 
 def _rows(stdout):
     return [m.groups() for m in ROW.finditer(stdout)]
+
+
+def _expected_rows(have):
+    names = [n for n, need in SCALAR if need is None or have[need]]
+    rows = []
+    for n in ("3,000", "30,000"):
+        rows += [(f"chain build {n}", i) for i in names]
+        rows += [(f"chain backward {n}", i) for i in names]
+    rows += [("seed", i) for i in names] + [("demo step", i) for i in names]
+    rows += [("demo step replayed", i) for i, need in REPLAYED if need is None or have[need]]
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -74,20 +93,34 @@ def test_quick_run_prints_machine_header_and_a_row_per_workload_and_engine(quick
     assert "rgrad 0.1.0" in header[0]
     for name, have in HAVE.items():
         assert (f"{name} not installed" in header[0]) == (not have)
-    expected = []
-    for w in WORKLOADS:
-        expected += [(w, "rgrad")]
-        if w == "demo step":
-            expected += [(w, "rgrad-replay")]
-        expected += [(w, n) for n in ("micrograd", "torch") if HAVE[n]]
     rows = _rows(out.stdout)
-    assert [(r[0], r[1]) for r in rows] == expected, out.stdout
-    for w, impl, median, per_step, rounds, vs_micro, vs_torch in rows:
-        assert (per_step != "-") == w.startswith("chain")
-        rgrad_row = impl.startswith("rgrad")
-        assert (vs_micro != "-") == (rgrad_row and HAVE["micrograd"])
-        assert (vs_torch != "-") == (rgrad_row and HAVE["torch"])
-    assert "chain of 3,000 steps" in out.stdout
+    assert [(r[0], r[1]) for r in rows] == _expected_rows(HAVE), out.stdout
+    for group, impl, median, per_step, rounds, vs_micro, vs_nogc in rows:
+        assert (per_step != "-") == group.startswith("chain")
+        # every row, peers included, has both micrograd ratios when micrograd is there
+        assert (vs_micro != "-") == (vs_nogc != "-") == HAVE["micrograd"]
+    assert "chains of 3,000, 30,000 steps" in out.stdout
+    assert "against micrograd's EAGER demo step" in out.stdout
+
+
+def test_quick_run_gives_every_implementation_of_a_workload_the_same_rounds(quick):
+    out, _, js = quick
+    by_group = {}
+    for group, impl, _, _, rounds, _, _ in _rows(out.stdout):
+        by_group.setdefault(group, set()).add(rounds)
+    assert by_group and all(len(r) == 1 for r in by_group.values()), by_group
+    data = json.loads(js.read_text())
+    assert {r["warmup"] for r in data["results"]} == {benchmarks.WARMUP} == {1}
+
+
+@pytest.mark.skipif(not HAVE["micrograd"], reason="micrograd is not installed")
+def test_quick_run_shows_micrograd_against_itself_with_and_without_gc(quick):
+    out, _, _ = quick
+    for group, impl, _, _, _, vs_micro, vs_nogc in _rows(out.stdout):
+        if impl == "micrograd":
+            assert vs_micro == "1.00x"
+        if impl == "micrograd-nogc":
+            assert vs_nogc == "1.00x"
 
 
 def test_quick_run_says_the_numbers_agree(quick):
@@ -95,8 +128,9 @@ def test_quick_run_says_the_numbers_agree(quick):
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("numbers ")]
     assert len(line) == 1 and line[0].startswith("numbers agree: "), out.stdout
     assert "g=24.7041" in line[0] and "0.9093643844649194" in line[0]
-    for name, have in HAVE.items():
-        assert (name in line[0]) == have
+    for name, impl in (("micrograd", "micrograd-nogc"), ("torch", "torch-tensors"),
+                       ("jax", "jax-jit"), ("casadi", "casadi-vm")):
+        assert (impl in line[0]) == HAVE[name]
     assert "DISAGREE" not in out.stdout
 
 
@@ -105,11 +139,11 @@ def test_json_round_trips_and_matches_the_table(quick):
     assert f"results written to {js}" in out.stdout
     data = json.loads(js.read_text())
     assert json.loads(json.dumps(data)) == data
-    assert data["quick"] is True and data["chain_steps"] == 3000
+    assert data["quick"] is True and data["chain_sizes"] == [3000, 30000]
     assert data["agree"] is True and data["disagreements"] == []
     assert data["machine"]["rgrad"] == "0.1.0"
-    table = [(r[0], r[1], r[4]) for r in _rows(out.stdout)]
-    assert [(r["workload"], r["impl"],
+    table = [(r[1], r[4]) for r in _rows(out.stdout)]
+    assert [(r["impl"],
              f"{r['rounds']}" + (f"x{r['calls_per_round']}" if r["calls_per_round"] > 1 else ""))
             for r in data["results"]] == table
     for r in data["results"]:
@@ -118,12 +152,12 @@ def test_json_round_trips_and_matches_the_table(quick):
         assert min(r["times_s"]) <= r["median_s"] <= max(r["times_s"])
         if r["steps"]:
             assert r["per_step_s"] == pytest.approx(r["median_s"] / r["steps"])
-    medians = {(r["workload"], r["impl"]): r["median_s"] for r in data["results"]}
-    for w, by_label in data["speedups"].items():
-        for label, vs in by_label.items():
-            for other, ratio in vs.items():
-                assert ratio == pytest.approx(medians[(w, other)] / medians[(w, label)])
-    assert set(data["missing"]) == {n for n, have in HAVE.items() if not have}
+    assert data["speedups"] == benchmarks.speedups(data["results"])
+    absent = {"micrograd": {"micrograd", "micrograd-nogc"},
+              "torch": {"torch", "torch-tensors"}, "jax": {"jax-jit"},
+              "casadi": {"casadi-vm"}}
+    assert set(data["missing"]) == {row for name, rows in absent.items()
+                                    if not HAVE[name] for row in rows}
 
 
 @pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="matplotlib is not installed")
@@ -148,40 +182,48 @@ def test_bad_options_print_usage_and_exit_2(tmp_path, args, message):
     assert out.stdout == ""
 
 
-def test_without_micrograd_and_torch_it_says_how_to_install_them_and_runs_rgrad(tmp_path):
-    out = _run(["bench", "--quick"], cwd=tmp_path, blocked=["micrograd", "torch"])
+BLOCK_ALL = ["micrograd", "torch", "jax", "casadi"]
+RGRAD_ROWS = _expected_rows(dict.fromkeys(PEERS, False))
+
+
+def test_without_the_peers_it_says_how_to_install_them_and_runs_rgrad(tmp_path):
+    out = _run(["bench", "--quick"], cwd=tmp_path, blocked=BLOCK_ALL)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "pip install micrograd==0.1.0" in out.stdout
-    assert "pip install torch" in out.stdout
-    assert "micrograd not installed" in out.stdout and "torch not installed" in out.stdout
+    for hint in ("pip install micrograd==0.1.0", "pip install torch", "pip install jax",
+                 "pip install casadi"):
+        assert hint in out.stdout
+    for name in PEERS:
+        assert f"{name} not installed" in out.stdout
     rows = _rows(out.stdout)
-    assert [(r[0], r[1]) for r in rows] == [
-        ("chain build", "rgrad"), ("chain backward", "rgrad"), ("seed", "rgrad"),
-        ("demo step", "rgrad"), ("demo step", "rgrad-replay")]
+    assert [(r[0], r[1]) for r in rows] == RGRAD_ROWS
+    assert {r[1] for r in rows} == {"rgrad", "rgrad-replay"}
     assert all(r[5] == r[6] == "-" for r in rows)      # nothing to compare with
-    assert "numbers agree: rgrad gives the expected values" in out.stdout
+    assert "numbers agree: rgrad and rgrad-replay all give micrograd's values" in out.stdout
 
 
 def test_without_matplotlib_plot_prints_the_table_then_the_hint_and_exits_1(tmp_path):
     png = tmp_path / "chart.png"
     out = _run(["bench", "--quick", "--plot", str(png)], cwd=tmp_path,
-               blocked=["micrograd", "torch", "matplotlib"])
+               blocked=BLOCK_ALL + ["matplotlib"])
     assert out.returncode == 1
-    assert len(_rows(out.stdout)) == 5 and "numbers agree" in out.stdout
+    assert len(_rows(out.stdout)) == len(RGRAD_ROWS) and "numbers agree" in out.stdout
     assert "pip install matplotlib" in out.stdout
     assert not png.exists()
 
 
-# ---- in process: the checks, the report, the big-stack runner -------------------
+# ---- in process: the checks, the rule, the report, the big-stack runner ----------
 
-def _rgrad_only():
-    impls = {"rgrad": benchmarks._load_rgrad()}
-    return benchmarks.run(quick=True, impls=impls, missing={})
+def _rgrad_only(peers=None):
+    from rgrad.bench_peers import FACTORIES
+    impls = {"rgrad": bench_workloads.LOADERS["rgrad"]()}
+    if peers is None:
+        peers = {"rgrad-replay": ("0.1.0", FACTORIES["rgrad-replay"])}
+    return benchmarks.run(quick=True, impls=impls, missing={}, peers=peers)
 
 
 def test_wrong_numbers_are_reported_as_disagreeing(monkeypatch):
-    monkeypatch.setitem(benchmarks.SEED_EXPECTED, "g", 25.0)
-    monkeypatch.setattr(benchmarks, "DEMO_LOSS", 1.0)
+    monkeypatch.setitem(bench_workloads.SEED_EXPECTED, "g", 25.0)
+    monkeypatch.setattr(bench_workloads, "DEMO_LOSS", 1.0)
     data = _rgrad_only()
     assert data["agree"] is False
     assert any(d.startswith("rgrad seed g: got 24.70408") for d in data["disagreements"])
@@ -191,23 +233,48 @@ def test_wrong_numbers_are_reported_as_disagreeing(monkeypatch):
     assert not any(ln.startswith("numbers agree") for ln in lines)
 
 
+def test_a_replayed_peer_computing_another_step_is_reported(monkeypatch):
+    from rgrad.bench_peers import FACTORIES
+
+    class OffByOne(FACTORIES["rgrad-replay"]):
+        def loss(self):
+            return super().loss() + 1e-6          # far beyond the 1e-9 allowed
+
+    data = _rgrad_only(peers={"rgrad-replay": ("0.1.0", OffByOne)})
+    assert data["agree"] is False
+    assert [d.split(":")[0] for d in data["disagreements"]] == [
+        "rgrad-replay demo step loss"]
+
+
 def test_main_exits_1_when_the_numbers_disagree(monkeypatch, capsys):
-    monkeypatch.setitem(benchmarks.SEED_EXPECTED, "a.grad", 1.0)
-    monkeypatch.setattr(benchmarks, "load_impls",
-                        lambda: ({"rgrad": benchmarks._load_rgrad()}, {}))
+    monkeypatch.setitem(bench_workloads.SEED_EXPECTED, "a.grad", 1.0)
+    monkeypatch.setattr(bench_workloads, "load_impls",
+                        lambda: ({"rgrad": bench_workloads.LOADERS["rgrad"]()}, {}))
+    monkeypatch.setattr(benchmarks, "load_peers", lambda: ({}, {}))
     assert benchmarks.main(quick=True) == 1
     assert "rgrad seed a.grad: got 138.83" in capsys.readouterr().out
 
 
-def test_speedups_divide_the_other_median_by_rgrads():
-    results = [{"workload": "seed", "impl": "rgrad", "median_s": 2.0},
-               {"workload": "seed", "impl": "micrograd", "median_s": 10.0},
-               {"workload": "demo step", "impl": "rgrad", "median_s": 1.0},
-               {"workload": "demo step", "impl": "rgrad-replay", "median_s": 0.5},
-               {"workload": "demo step", "impl": "torch", "median_s": 3.0}]
+def test_speedups_set_every_row_against_both_micrograds_replayed_against_eager():
+    rows = [("seed", "rgrad", 2.0), ("seed", "micrograd", 10.0),
+            ("seed", "micrograd-nogc", 4.0),
+            ("demo step", "rgrad", 1.0), ("demo step", "micrograd", 8.0),
+            ("demo step", "micrograd-nogc", 2.0),
+            ("demo step replayed", "rgrad-replay", 0.5),
+            ("demo step replayed", "jax-jit", 0.25)]
+    results = [{"workload": w, "impl": i, "median_s": t, "steps": None}
+               for w, i, t in rows]
+    results.append({"workload": "chain build", "impl": "rgrad", "median_s": 1.0,
+                    "steps": 3000})
     assert benchmarks.speedups(results) == {
-        "seed": {"rgrad": {"micrograd": 5.0}},
-        "demo step": {"rgrad": {"torch": 3.0}, "rgrad-replay": {"torch": 6.0}}}
+        "seed": {"rgrad": {"micrograd": 5.0, "micrograd-nogc": 2.0},
+                 "micrograd": {"micrograd": 1.0, "micrograd-nogc": 0.4},
+                 "micrograd-nogc": {"micrograd": 2.5, "micrograd-nogc": 1.0}},
+        "demo step": {"rgrad": {"micrograd": 8.0, "micrograd-nogc": 2.0},
+                      "micrograd": {"micrograd": 1.0, "micrograd-nogc": 0.25},
+                      "micrograd-nogc": {"micrograd": 4.0, "micrograd-nogc": 1.0}},
+        "demo step replayed": {"rgrad-replay": {"micrograd": 16.0, "micrograd-nogc": 4.0},
+                               "jax-jit": {"micrograd": 32.0, "micrograd-nogc": 8.0}}}
 
 
 def test_time_rounds_collects_before_each_round_and_skips_the_warm_up(monkeypatch):
@@ -215,6 +282,8 @@ def test_time_rounds_collects_before_each_round_and_skips_the_warm_up(monkeypatc
     monkeypatch.setattr(benchmarks.gc, "collect", lambda: events.append("gc"))
 
     class Fake:
+        gc_off = False
+
         def tidy(self):
             events.append("tidy")
 
@@ -227,14 +296,37 @@ def test_time_rounds_collects_before_each_round_and_skips_the_warm_up(monkeypatc
     assert events == ["prepare", "gc", "tidy", "run", "run", "run"] * 3
 
 
+@pytest.mark.parametrize("gc_off", [False, True])
+def test_time_rounds_turns_the_collector_off_for_the_timed_calls_only(gc_off):
+    seen = {"prepare": set(), "run": set()}
+
+    class Fake:
+        def tidy(self):
+            pass
+    impl = Fake()
+    impl.gc_off = gc_off
+    assert gc.isenabled()
+    benchmarks.time_rounds(impl, lambda _: seen["run"].add(gc.isenabled()),
+                           prepare=lambda: seen["prepare"].add(gc.isenabled()),
+                           rounds=2, number=2)
+    assert seen == {"prepare": {False}, "run": {not gc_off}}
+    assert gc.isenabled()
+
+
+def test_only_micrograd_nogc_runs_without_the_collector():
+    impls, _ = bench_workloads.load_impls()
+    assert {n for n, impl in impls.items() if impl.gc_off} == (
+        {"micrograd-nogc"} if HAVE["micrograd"] else set())
+
+
 def test_big_stack_runs_deep_recursion_and_restores_the_limits():
     limit, size = sys.getrecursionlimit(), threading.stack_size()
 
     def deep(n):
         return 0 if n == 0 else 1 + deep(n - 1)
 
-    assert benchmarks.with_big_stack(lambda: deep(50_000)) == 50_000
+    assert bench_workloads.with_big_stack(lambda: deep(50_000)) == 50_000
     assert sys.getrecursionlimit() == limit and threading.stack_size() == size
     with pytest.raises(KeyError):
-        benchmarks.with_big_stack(lambda: {}["missing"])
+        bench_workloads.with_big_stack(lambda: {}["missing"])
     assert sys.getrecursionlimit() == limit and threading.stack_size() == size
