@@ -164,6 +164,9 @@ def _real(x):
         return x
     if t is int or isinstance(x, numbers.Real):
         return float(x)
+    np = sys.modules.get("numpy")      # numpy's bool is no numbers.Real, unlike bool
+    if np is not None and isinstance(x, np.bool_):
+        return float(x)
     return None
 
 
