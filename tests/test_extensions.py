@@ -106,7 +106,8 @@ def test_python_ops_mix_with_builtin_ops(with_python_ops):
         d = T.tanh(c) + c * c
         d.backward()
         out[V] = (d.data, a.grad, b.grad)
-    assert out[Value] == pytest.approx(out[MG], rel=1e-12)
+    assert out[Value][0] == out[MG][0]       # forward: equal to the bit
+    assert out[Value][1:] == pytest.approx(out[MG][1:], rel=1e-12)
 
 
 def test_manual_backpropagation_node_by_node_matches_micrograd():
@@ -208,7 +209,10 @@ def _lecture_mlp_losses(V, steps):
 def test_lecture_mlp_with_python_tanh_trains_like_micrograd(with_python_ops):
     want = _lecture_mlp_losses(with_python_ops[MG], 20)
     got = _lecture_mlp_losses(with_python_ops[Value], 20)
-    assert got == pytest.approx(want, rel=1e-9)
+    # the first loss is equal to the bit; the gradients' last bits (summed in
+    # another order) carry into later ones (measured: 2e-15 relative)
+    assert got[0] == want[0]
+    assert got == pytest.approx(want, rel=1e-13)
     assert got[-1] < got[0] / 4
 
 
