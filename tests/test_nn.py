@@ -98,14 +98,15 @@ def _demo_loop(V, MLP, steps=100, samples=100, after_step=lambda: None):
 
 @pytest.fixture(scope="module")
 def micrograds_demo():
-    """micrograd's whole demo: 100 steps on 100 samples, the slowest part of
-    this file. Its graphs are cyclic garbage; automatic collection would trace
-    them again and again as they pile up, so it is off, and each step's graph
-    is collected once, after the step."""
+    """micrograd's whole demo: 100 steps on 100 samples, a minute or two.
+    Its graphs are cyclic garbage; automatic collection would trace them again
+    and again as they pile up, so it is off, and each step's graph is collected
+    once, after the step, from the youngest generation (which, with the
+    collector off, holds just what was made since)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _demo_loop(MGValue, mnn.MLP, after_step=gc.collect)
+        return _demo_loop(MGValue, mnn.MLP, after_step=lambda: gc.collect(0))
     finally:
         if was_enabled:
             gc.enable()
