@@ -15,6 +15,7 @@ are dropped.
 """
 import numbers
 import os
+import sys
 
 from . import collection as _c
 from ._rgrad import ffi, lib
@@ -104,6 +105,9 @@ def _real(x):
     if t is float:
         return x
     if t is int or isinstance(x, numbers.Real):
+        return float(x)
+    np = sys.modules.get("numpy")      # numpy's bool is no numbers.Real, unlike bool
+    if np is not None and isinstance(x, np.bool_):
         return float(x)
     return None
 

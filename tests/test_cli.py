@@ -47,9 +47,8 @@ def test_demo_defaults_reach_95_percent_accuracy_printing_every_10_steps():
     assert out.returncode == 0, out.stderr
     steps = [ln.split()[1] for ln in out.stdout.splitlines() if ln.startswith("step")]
     assert steps == ["1/100"] + [f"{k}/100" for k in range(10, 101, 10)]
-    _, acc, ms = _final(out.stdout)
+    _, acc, _ = _final(out.stdout)
     assert acc >= 95.0
-    assert ms < 50          # a few seconds at most for the whole run
     assert "(100 steps, replay)" in out.stdout
 
 
@@ -57,9 +56,7 @@ def test_replay_and_eager_training_give_the_same_loss_at_every_step():
     _, eager = train(steps=15, samples=40, log=None)
     _, replay = train(steps=15, samples=40, log=None, replay=True)
     assert len(eager) == len(replay) == 15
-    for (le, ae), (lr, ar) in zip(eager, replay):
-        assert lr == pytest.approx(le, rel=1e-9, abs=1e-12)
-        assert ar == ae
+    assert replay == eager          # equal to the bit: replay is what rebuilding computes
 
 
 def test_cli_replay_and_eager_report_the_same_final_loss():
@@ -67,7 +64,7 @@ def test_cli_replay_and_eager_report_the_same_final_loss():
     replay, eager = _run(*common, "--replay"), _run(*common, "--eager")
     assert replay.returncode == eager.returncode == 0
     assert "replay)" in replay.stdout and "eager)" in eager.stdout
-    assert _final(replay.stdout)[0] == pytest.approx(_final(eager.stdout)[0], rel=1e-9)
+    assert _final(replay.stdout)[:2] == _final(eager.stdout)[:2]
 
 
 def test_train_calls_on_step_with_step_loss_and_accuracy():

@@ -154,6 +154,41 @@ def test_value_accepts_every_real_number_type():
         assert (Value(1.0) * x).data == want
 
 
+NUMPY_REALS = ["bool_", "int8", "int16", "int32", "int64", "uint8", "uint16",
+               "uint32", "uint64", "float16", "float32", "float64", "longdouble"]
+
+
+@pytest.mark.parametrize("name", NUMPY_REALS)
+def test_every_numpy_real_scalar_works_as_in_micrograd(name):
+    np = pytest.importorskip("numpy")
+    x = getattr(np, name)(1)
+    for V in (MG, Value):      # what micrograd can do with one (its -, / and ** cannot)
+        a = V(2.0)
+        made = [V(x), a + x, a * x, (a * x + V(x)) * x]
+        made[-1].backward()
+        if V is MG:
+            want = [float(v.data) for v in made] + [float(a.grad)]
+        else:
+            got = [v.data for v in made] + [a.grad]
+    assert got == want
+    a = Value(2.0)             # and what a Python float would give
+    assert [(a - x).data, (a / x).data, (a ** x).data] == [2.0 - 1.0, 2.0 / 1.0, 2.0 ** 1.0]
+    v = Value(0.0)
+    v.data, v.grad = x, x
+    assert (v.data, v.grad) == (1.0, 1.0)
+    assert list(rgrad.get_data(rgrad.values([x, x]))) == [1.0, 1.0]
+
+
+def test_numpy_complex_and_other_non_reals_are_a_type_error():
+    np = pytest.importorskip("numpy")
+    for x in [np.complex128(1), 1j, np.str_("1"), np.datetime64("2020-01-01"), "1", None]:
+        with pytest.raises(TypeError):
+            Value(x)
+        with pytest.raises(TypeError):
+            Value(1.0) + x
+    assert Value(2.0).data == 2.0       # the engine goes on
+
+
 def test_data_and_grad_can_be_written():
     v = Value(1.0)
     v.data = 4

@@ -1,9 +1,10 @@
 """micrograd's extension patterns (the lecture that builds micrograd step by
 step, and projects derived from it) run unchanged on rgrad, checked against
 micrograd running the same code."""
-import gc
 import math
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -105,7 +106,8 @@ def test_python_ops_mix_with_builtin_ops(with_python_ops):
         d = T.tanh(c) + c * c
         d.backward()
         out[V] = (d.data, a.grad, b.grad)
-    assert out[Value] == pytest.approx(out[MG], rel=1e-12)
+    assert out[Value][0] == out[MG][0]       # forward: equal to the bit
+    assert out[Value][1:] == pytest.approx(out[MG][1:], rel=1e-12)
 
 
 def test_manual_backpropagation_node_by_node_matches_micrograd():
@@ -137,18 +139,16 @@ def _topo(root):
     return order
 
 
-def test_hand_written_topological_walk_gives_backwards_gradients(with_python_ops):
-    V = with_python_ops[Value]
-    leaves, o = _lecture_neuron(V)
-    o.backward()
-    want = [v.grad for v in leaves]
-    leaves2, o2 = _lecture_neuron(V)
-    order = _topo(o2)
-    assert len(order) == len(_topo(_lecture_neuron(with_python_ops[MG])[1]))
-    o2.grad = 1.0
-    for v in reversed(order):
-        v._backward()
-    assert [v.grad for v in leaves2] == pytest.approx(want, rel=1e-12)
+def test_hand_written_topological_walk_gives_micrograds_gradients(with_python_ops):
+    out = {}
+    for V in (MG, Value):
+        leaves, o = _lecture_neuron(with_python_ops[V])
+        order = _topo(o)
+        o.grad = 1.0
+        for v in reversed(order):
+            v._backward()
+        out[V] = (len(order), [v.grad for v in leaves])
+    assert out[Value] == out[MG]     # one path to each leaf: nothing to sum in another order
 
 
 def _lecture_mlp_losses(V, steps):
@@ -209,7 +209,10 @@ def _lecture_mlp_losses(V, steps):
 def test_lecture_mlp_with_python_tanh_trains_like_micrograd(with_python_ops):
     want = _lecture_mlp_losses(with_python_ops[MG], 20)
     got = _lecture_mlp_losses(with_python_ops[Value], 20)
-    assert got == pytest.approx(want, rel=1e-9)
+    # the first loss is equal to the bit; the gradients' last bits (summed in
+    # another order) carry into later ones (measured: 2e-15 relative)
+    assert got[0] == want[0]
+    assert got == pytest.approx(want, rel=1e-13)
     assert got[-1] < got[0] / 4
 
 
@@ -298,15 +301,17 @@ def test_function_backward_with_the_wrong_number_of_grads_is_an_error():
 
 
 def test_builtin_op_pays_nothing_when_no_python_ops_exist():
-    # with no Python op alive anywhere, backward takes C's one-pass path
-    gc.collect()
-    rgrad.collect()
-    from rgrad._rgrad import lib
-    a = Value(2.0)
-    y = a * a
-    if rgrad.stats()["nodes"] > 1000:
-        pytest.skip("another test keeps Python ops alive")
-    assert lib.rg_backward(y._s) == lib.RG_OK
+    # a fresh interpreter, so that no other test's Python op is alive: with
+    # none anywhere, backward takes C's one-pass path
+    code = ("from rgrad import Value\n"
+            "from rgrad._rgrad import lib\n"
+            "a = Value(2.0)\n"
+            "y = a * a\n"
+            "assert lib.rg_backward(y._s) == lib.RG_OK\n"
+            "assert a.grad == 4.0\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_builtin_graphs_take_cs_path_while_a_python_op_is_alive_elsewhere():

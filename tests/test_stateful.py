@@ -37,7 +37,7 @@ from rgrad import Value
 MG = pytest.importorskip("micrograd.engine").Value
 
 LIMIT = 1e6        # no node keeps data past this
-HUGE = 1e100       # grads past this (or not finite) are not compared
+HUGE = 1e100       # past this, an infinity and a finite number may match (close)
 SETTINGS = settings(max_examples=60, stateful_step_count=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.filter_too_much])
@@ -48,8 +48,14 @@ class Unsafe(Exception):
 
 
 def close(r, m):
-    if not (math.isfinite(r) and math.isfinite(m)) or max(abs(r), abs(m)) > HUGE:
-        return True
+    """Whether rgrad's number r matches micrograd's m. Non-finite values match
+    only in kind: NaN with NaN, an infinity with one of the same sign. Past
+    HUGE, where summing in another order can overflow on one side only, an
+    infinity also matches a finite number of its sign."""
+    if math.isnan(r) or math.isnan(m):
+        return math.isnan(r) and math.isnan(m)
+    if math.isinf(r) or math.isinf(m):
+        return (r > 0) == (m > 0) and min(abs(r), abs(m)) > HUGE
     return math.isclose(r, m, rel_tol=1e-9, abs_tol=1e-12)
 
 
@@ -476,4 +482,28 @@ def test_the_machine_catches_a_replay_that_does_not_zero_interior_grads(monkeypa
             v.grad = g
     monkeypatch.setattr(Value, "forward", forward_keeping_grads)
     with pytest.raises(AssertionError):
+        run_state_machine_as_test(RgradAgainstMicrograd, settings=QUICK)
+
+
+def test_close_matches_non_finite_numbers_only_in_kind():
+    nan, inf = math.nan, math.inf
+    for r, m in [(nan, nan), (inf, inf), (-inf, -inf), (inf, 2 * HUGE), (0.1, 0.1 + 1e-12)]:
+        assert close(r, m) and close(m, r), (r, m)
+    for r, m in [(nan, 1.0), (nan, inf), (inf, -inf), (inf, 1.0), (-inf, 2 * HUGE),
+                 (2 * HUGE, 3 * HUGE), (1.0, 1.001)]:
+        assert not close(r, m) and not close(m, r), (r, m)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_the_machine_catches_an_op_with_non_finite_data_and_a_right_gradient(monkeypatch, bad):
+    class BadExp(rgrad.Function):      # exp's gradient, but data that is not exp's
+        @staticmethod
+        def forward(x):
+            return bad
+
+        @staticmethod
+        def backward(grad, out, x):
+            return (math.exp(x) * grad,)
+    monkeypatch.setattr(Value, "exp", lambda self: BadExp.apply(self))
+    with pytest.raises(AssertionError, match=rf"data={bad!r}"):
         run_state_machine_as_test(RgradAgainstMicrograd, settings=QUICK)
