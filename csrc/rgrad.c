@@ -536,11 +536,15 @@ int rg_div(int32_t h, int32_t a, int32_t b) { return make_via(h, RG_POW, b, -1.0
 int rg_rsubc(int32_t h, int32_t a, double c) { return make_via(h, RG_NEG, a, 0.0, RG_ADDC, -1, c); }
 int rg_rdivc(int32_t h, int32_t a, double c) { return make_via(h, RG_POW, a, -1.0, RG_MULC, -1, c); }
 
+/* -1, read at run time: given pow(c, -1.0), compilers compute 1.0 / c, which
+   is not always the last bit of what libm's pow (and so Python's c ** -1) gives */
+static volatile double minus_one = -1.0;
+
 int rg_divc(int32_t h, int32_t a, double c)
 {
     /* a / c is a * c**-1, as micrograd computes it */
     double r;
-    int rc = pow_checked(c, -1.0, &r);
+    int rc = pow_checked(c, minus_one, &r);
     return rc != RG_OK ? rc : make(h, RG_MULC, a, -1, r);
 }
 
@@ -1171,7 +1175,7 @@ int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, i
         A.slot_node[h] = SLOT_FREE;
         A.in_use--;
     }
-    int compacted = !A.pinned && (force || A.n >= A.gc_at);
+    int compacted = !A.pinned && force >= 0 && (force || A.n >= A.gc_at);
     if (compacted) {
         for (int32_t k = 0; k < m; k++)
             if (node_of(weak[k]) >= 0) A.slot_weak[weak[k]] = 1;

@@ -158,7 +158,7 @@ int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t 
 int rg_node_backward(int32_t h);
 
 /* Memory: frees the n dead handles (ignoring any that is free), then compacts
-   the arena if it is due (or if force is set). The m weak handles are not
+   the arena if it is due (or if force is set; never if force < 0). The m weak handles are not
    roots in that compaction: one whose node is freed stays in use, naming no
    node, until it is released. Returns 1 if it compacted, else 0.
    rg_postpone: a collection is due but cannot run now (one is under way on

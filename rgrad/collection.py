@@ -32,6 +32,11 @@ closure, and the Value dies at the same collection.
 A collection never waits on itself: one asked for on a thread that is already
 collecting (a finalizer or a signal handler running inside it) is skipped,
 and the op that asked lets the arena grow instead.
+
+This needs CPython's reference counts. Known gap: calling `Value.__init__` a
+second time on a live Value registers it under a second slot, and the first
+one then stays in use until the process ends (checking for it would cost
+every `Value(x)` more than the rest of the call).
 """
 import os
 import sys
@@ -52,29 +57,17 @@ _collect_lock = threading.Lock()
 _local = threading.local()
 
 
-def _before_fork():
-    # A fork waits for a collection running in another thread to finish, so
-    # the child inherits no lock held by a thread it does not have. (C's own
-    # mutex is taken around fork() by handlers in csrc/rgrad.c.) A fork from
-    # inside a collection on this thread (a finalizer) does not wait on itself.
-    _local.fork_locked = not collecting() and _collect_lock.acquire()
-
-
-def _after_fork_in_parent():
-    if getattr(_local, "fork_locked", False):
-        _local.fork_locked = False
-        _collect_lock.release()
-
-
 def _after_fork_in_child():
+    # A thread that was collecting does not exist in the child: its lock goes.
+    # Where it stopped, at any call, a collection can be picked up again (see
+    # _resume), so the fork does not wait for it. (C's own mutex is taken
+    # around fork() by handlers in csrc/rgrad.c.)
     global _collect_lock
-    _local.fork_locked = False
     _collect_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # what Python keeps for nodes of ops defined in Python, by node id
 _names = {}        # id -> the _op string given to Value(data, _children, _op)
@@ -101,10 +94,14 @@ def more_slots():
         return
     if not _spare:
         n0 = _nslots
+        fresh = list(range(n0 + _CHUNK - 1, n0 - 1, -1))
         nones = [None] * _CHUNK
-        _nslots = n0 + _CHUNK   # these two in one go: no call between them
-        _reg += nones
-        _spare += range(n0 + _CHUNK - 1, n0 - 1, -1)
+        if _nslots == n0:       # (else another thread made slots meanwhile)
+            _nslots = n0 + _CHUNK   # these three in one go: no call between them
+            _reg += nones
+            _spare += fresh
+        if not _spare:
+            return
     batch = _spare[-_BATCH:]
     del _spare[-_BATCH:]        # these three in one go: no call between them
     _free += batch
@@ -123,10 +120,6 @@ def take(obj):
     return s
 
 
-def give_back(s):
-    """The C call that was to bind slot s failed: s is free again."""
-    _reg[s] = None
-    _free.append(s)
 
 
 def collect(force=True):
@@ -179,16 +172,16 @@ def _collect_young():
     """Frees the slots of the Values of the last batch that have died."""
     global _releasing, _batch
     _resume()
-    batch = _batch
+    n = len(_reg)
+    batch = [s for s in _batch if s < n]    # (the table may have shrunk since)
     _batch = []
-    n = len(_reg)              # (a slot given back after an error may since be cut off)
-    objs = [_reg[s] if s < n else None for s in batch]
-    # 3: the registry, objs, the call
-    dead = list(compress(batch, map(eq, map(sys.getrefcount, objs), repeat(3))))
-    del objs
+    # read and counted in one pass that runs no Python code: 2 is the
+    # registry and the pass itself
+    dead = list(compress(batch, map(eq, map(sys.getrefcount, map(_reg.__getitem__, batch)),
+                                    repeat(2))))
     if dead:
         _releasing = dead
-        lib.rg_collect(ffi.new("int32_t[]", dead), len(dead), ffi.NULL, 0, 0)
+        lib.rg_collect(ffi.new("int32_t[]", dead), len(dead), ffi.NULL, 0, -1)
         _finish_release()
 
 
@@ -198,7 +191,7 @@ def _resume():
     been reused, as they are on no free list until the last step."""
     if _releasing is not None:
         dead = _releasing
-        lib.rg_collect(ffi.new("int32_t[]", dead), len(dead), ffi.NULL, 0, 0)
+        lib.rg_collect(ffi.new("int32_t[]", dead), len(dead), ffi.NULL, 0, -1)
         _finish_release()
 
 
@@ -280,33 +273,38 @@ def _contents(cell):
         return None
 
 
-def _weak_slots(_refcount=getattr(sys, "getrefcount", None)):
+def _weak_slots():
     """Slots of Values that only the registry and closure cells of their own
-    node or of its parents refer to. (Where Python cannot count references,
-    there are none: such nodes then stay.)"""
-    if _refcount is None or not _closures:
+    node or of its parents refer to."""
+    if not _closures:
         return []
+    held = _closure_holders()
+    vs = [v for v, n in held.values() if n > 0]
+    ns = [n for v, n in held.values() if n > 0]
+    del held
+    # references: the registry, `vs`, the count itself, and the n cells
+    counts = list(map(sys.getrefcount, vs))
+    weak = []
+    for v, n, c in zip(vs, ns, counts):
+        s = v._s
+        if c == 3 + n and type(s) is int and 0 <= s < len(_reg) and _reg[s] is v:
+            weak.append(s)
+    return weak
+
+
+def _closure_holders():
+    """id -> [Value, number of closure cells holding it (-1: in use)]. (A
+    function of its own, so that none of its locals outlives it.)"""
     held = {}
     for _, cells in list(_closures.values()):
-        # A cell is referenced by the closure, by `cells`, by `cell` here and
-        # by getrefcount's argument; one more is the frame that made it, still
-        # running (between `out._backward = ...` and `return out`): then the
-        # Values it holds are in use even though only the cell holds them.
-        busy = False
-        for cell in cells:
-            busy = busy or _refcount(cell) > 4
+        # A cell is referenced by the closure and by `cells` (and by the count
+        # itself); one more is the frame that made it, still running (between
+        # `out._backward = ...` and `return out`): then the Values it holds
+        # are in use even though only the cell holds them.
+        busy = max(map(sys.getrefcount, cells), default=0) > 3
         for cell in cells:
             v = _contents(cell)
             if v is not None:
-                k = id(v)
-                n = held.get(k, (v, 0))[1]
-                held[k] = (v, -1 if busy or n < 0 else n + 1)
-    weak = []
-    for v, n in held.values():
-        s = v._s
-        # references: the registry, `held`'s tuple, `v` here, getrefcount's
-        # argument, and n cells
-        if n > 0 and type(s) is int and 0 <= s < len(_reg) and _reg[s] is v \
-                and _refcount(v) == 4 + n:
-            weak.append(s)
-    return weak
+                entry = held.setdefault(id(v), [v, 0])
+                entry[1] = -1 if busy or entry[1] < 0 else entry[1] + 1
+    return held

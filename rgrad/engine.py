@@ -19,8 +19,7 @@ import sys
 
 from . import collection as _c
 from ._rgrad import ffi, lib
-from .collection import (_closures, _forwards, _labels, _names, collect,
-                         give_back as _give_back)
+from .collection import _closures, _forwards, _labels, _names, collect
 
 __all__ = ["Value", "Function", "collect", "stats", "values", "get_data",
            "get_grad", "set_data", "set_max_nodes", "detect_anomaly"]
@@ -60,20 +59,25 @@ def _check(code):
     return code
 
 
-def _made(code, slots, fn, *args):
+def _made(code, fn, *args):
     """Finishes fn(*args), which returned `code` instead of RG_OK: collects and
     calls again while C asks for a collection (or, once, when the node budget
-    is spent: dead Values may be found), and for an error gives back the
-    slots that were to be bound and raises."""
-    budget_tried = False
+    is spent: dead Values may be found), and raises for an error. (A Value
+    whose slot was not bound keeps it until it dies: nothing else can take it
+    meanwhile, and C answers any use of it with RG_EHANDLE.)"""
+    budget_tried = postponed = False
     while code == _RG_COLLECT or (code == _RG_EBUDGET and not budget_tried):
+        if code == _RG_COLLECT and postponed:
+            code = _RG_EBUDGET  # still asked after growing: only the budget can
+            break               # want it, and no collection can run now
         budget_tried |= code == _RG_EBUDGET
-        if not collect(force=code == _RG_EBUDGET) and code == _RG_COLLECT:
+        if not collect(force=code == _RG_EBUDGET):
+            if code == _RG_EBUDGET:
+                break           # this thread is collecting: nothing to free now
             lib.rg_postpone()   # this thread is collecting: grow instead
+            postponed = True
         code = fn(*args)
     if code < 0:
-        for s in slots:
-            _give_back(s)
         raise _error(code)
 
 
@@ -141,7 +145,7 @@ def _binary(with_value, with_const):
         _reg[s] = out
         rc = fn(s, a, b)
         if rc:
-            _made(rc, (s,), fn, s, a, b)
+            _made(rc, fn, s, a, b)
         return out
     return op
 
@@ -158,7 +162,7 @@ def _unary(fn):
         _reg[s] = out
         rc = fn(s, a)
         if rc:
-            _made(rc, (s,), fn, s, a)
+            _made(rc, fn, s, a)
         return out
     return op
 
@@ -177,7 +181,7 @@ def _bound(vs, hs, fn, *args):
     hs), and returns vs."""
     rc = fn(*args)
     if rc:
-        _made(rc, [v._s for v in vs], fn, *args)
+        _made(rc, fn, *args)
     return vs
 
 
@@ -272,12 +276,12 @@ class Value:
             s = _c.take(self)
             rc = lib.rg_custom(s, x, hs, len(kids))
             if rc:
-                _made(rc, (s,), lib.rg_custom, s, x, hs, len(kids))
+                _made(rc, lib.rg_custom, s, x, hs, len(kids))
         else:
             s = _c.take(self)
             rc = lib.rg_leaf(s, x)
             if rc:
-                _made(rc, (s,), lib.rg_leaf, s, x)
+                _made(rc, lib.rg_leaf, s, x)
         if _op or label:
             _check(lib.rg_flag(s))
             i = lib.rg_id(s)

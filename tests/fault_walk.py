@@ -20,6 +20,7 @@ import traceback
 
 import micrograd.engine as mge
 import micrograd.nn as mgn
+from reference import Cube          # tests/ is sys.path[0]: run as a script
 
 import rgrad
 import rgrad.nn as rnn
@@ -43,19 +44,9 @@ def reference():
     inputs = [[mge.Value(v) for v in x] for x in xs]
     loss = sum(((model(x) - 0.25) ** 2 for x in inputs), mge.Value(0.0))
     x0 = inputs[0][0]
-    loss = loss + x0 ** 3 * 0.1          # Cube below, written as micrograd writes it
+    loss = loss + x0 ** 3 * 0.1          # Cube (tests/reference.py), as micrograd writes it
     loss.backward()
     return [loss.data, x0.grad] + [p.grad for p in model.parameters()]
-
-
-class Cube(rgrad.Function):
-    @staticmethod
-    def forward(x):
-        return x ** 3
-
-    @staticmethod
-    def backward(grad, out, x):
-        return (3.0 * x * x * grad,)
 
 
 def workload(large=True):

@@ -1,5 +1,7 @@
 """What several test files compute: the tutorial's worked example and a
 replayable custom op. (tests/ is on sys.path when pytest runs these files.)"""
+import math
+
 import rgrad
 
 
@@ -29,3 +31,15 @@ class Cube(rgrad.Function):
     @staticmethod
     def backward(grad, out, x):
         return (3.0 * x * x * grad,)
+
+
+def py_tanh(x):
+    """tanh as micrograd's lecture writes it: a Python op with a _backward
+    closure (not replayable)."""
+    t = math.tanh(x.data)
+    out = rgrad.Value(t, (x,), "tanh")
+
+    def _backward():
+        x.grad += (1.0 - t * t) * out.grad
+    out._backward = _backward
+    return out

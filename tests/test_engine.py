@@ -349,3 +349,11 @@ def test_nan_and_infinity_propagate_as_in_python_floats():
 
 def test_stats_report_a_node_of_at_most_48_bytes():
     assert rgrad.stats()["node_bytes"] <= 48
+
+
+@pytest.mark.parametrize("c", [1.298979345041066, 3.0, 0.1, -7.25])
+def test_division_by_a_constant_is_micrograds_to_the_bit(c):
+    # micrograd computes x / c as x * c**-1 with libm's pow, which is not always
+    # 1.0 / c in the last bit (a compiler folding pow(c, -1.0) gets this wrong)
+    for x in (1.0, -2.5, 1e-3, 123.456):
+        assert (Value(x) / c).data == (micrograd.Value(x) / c).data

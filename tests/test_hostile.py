@@ -3,7 +3,6 @@ asynchronous exceptions landing anywhere, long chains of Python ops, a spent
 node budget, a huge handle table, a tampered Value. Each checks that the
 engine neither hangs, nor leaks, nor gives up (what could hang runs in a
 subprocess with a timeout)."""
-import math
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import pytest
 import rgrad
 from rgrad import Function, Value
 from rgrad import collection
+from reference import py_tanh
 
 TIMEOUT = 120
 
@@ -199,17 +199,6 @@ def test_interrupts_anywhere_in_a_training_loop_leak_nothing():
 
 # ---- freeing N nodes costs O(N) ------------------------------------------------------
 
-def py_tanh(x):
-    """tanh the lecture's way: a Python op with a _backward closure."""
-    t = math.tanh(x.data)
-    out = Value(t, (x,), "tanh")
-
-    def _backward():
-        x.grad += (1 - t * t) * out.grad
-    out._backward = _backward
-    return out
-
-
 class Halve(Function):
     @staticmethod
     def forward(x):
@@ -282,3 +271,61 @@ def test_a_value_with_junk_in_its_handle_does_not_break_collection(junk):
     del a
     settle()
     assert (b + 1).data == 4.0
+
+
+def test_a_failed_ops_value_keeps_its_slot_while_its_traceback_lives():
+    a = Value(3.0)
+    try:
+        a / 0.0
+    except ZeroDivisionError as e:
+        failed, tb = [], e.__traceback__
+        while tb is not None:               # the op's frame holds its result
+            failed += [v for v in tb.tb_frame.f_locals.values()
+                       if isinstance(v, Value) and v is not a]
+            tb = tb.tb_next
+    more = [a * float(k) for k in range(600)]      # past a refill and a collection
+    settle()
+    assert failed and all(f._s not in {m._s for m in more} for f in failed)
+    for f in failed:
+        with pytest.raises(ValueError):
+            f.data
+    assert [m.data for m in more] == [3.0 * k for k in range(600)]
+
+
+def test_a_finalizer_building_graphs_inside_a_collection_with_a_budget_ends():
+    out = run_script("""
+        import math
+        rgrad.set_max_nodes(200_000)
+        made = []
+
+        class Busy:
+            def __del__(self):                  # runs inside rgrad's collection
+                try:
+                    x = Value(1.0)
+                    for _ in range(50_000):
+                        x = x * 1.0
+                    made.append(x.data)
+                except MemoryError:
+                    made.append("budget")
+
+        def tanh(x):
+            busy = Busy()
+            t = math.tanh(x.data)
+            out = Value(t, (x,), "tanh")
+            def _backward():
+                busy
+                x.grad += (1 - t * t) * out.grad
+            out._backward = _backward
+            return out
+
+        keep = []
+        for _ in range(6):
+            y = Value(0.5)
+            for _ in range(20):
+                y = tanh(y)
+            keep.append(Value(2.0) * 3)
+            del y
+            rgrad.collect()
+        print(len(made) > 0)
+    """)
+    assert out.strip() == "True"

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
                                  rule, run_state_machine_as_test)
 
-from reference import Cube
+from reference import Cube, py_tanh
 import rgrad
 from rgrad import Value
 
@@ -197,17 +197,6 @@ def t_cube(x):
 
 
 # ---- the same ops on rgrad --------------------------------------------------------
-
-def py_tanh(x):
-    """tanh as micrograd's lecture writes it: a _backward closure (not replayable)."""
-    t = math.tanh(x.data)
-    out = Value(t, (x,), "tanh")
-
-    def _backward():
-        x.grad += (1.0 - t * t) * out.grad
-    out._backward = _backward
-    return out
-
 
 def _neg(x):
     return t_mul(x, -1)
