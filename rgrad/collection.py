@@ -52,7 +52,7 @@ _spare = []              # more free slots, moved to _free a batch at a time
 _batch = []              # what _free was last refilled with
 _nslots = 0              # slots in _reg
 _releasing = None        # slots a cut-short collection was freeing
-_sweep_at = 4096         # look for dead Values when _reg grows to this many slots
+_sweep_at = 4096         # look at the whole registry when it grows to this size
 _collect_lock = threading.Lock()
 _local = threading.local()
 
@@ -164,8 +164,9 @@ def _collect(force):
             break
         force = True
     _trim()
-    live = _nslots - len(_free) - len(_spare)
-    _sweep_at = max(4096, 2 * live)
+    # next time the table has doubled: it grows only when no slot is free, so
+    # that is when many Values have lived through the looks at their batch
+    _sweep_at = max(4096, 2 * _nslots)
 
 
 def _collect_young():
