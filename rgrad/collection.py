@@ -120,8 +120,6 @@ def take(obj):
     return s
 
 
-
-
 def collect(force=True):
     """Free the nodes no live Value can reach. rgrad does this by itself as the
     arena grows; calling it only makes it happen now. Returns False if it was
