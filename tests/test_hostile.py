@@ -17,10 +17,27 @@ from reference import py_tanh
 TIMEOUT = 120
 
 
+# What every script starts with: rgrad, and tanh the lecture's way (a Python
+# op with a _backward closure), whose closure also owns `owned`.
+PRELUDE = """import math
+import rgrad
+from rgrad import Value
+
+def tanh(x, owned=None):
+    t = math.tanh(x.data)
+    out = Value(t, (x,), "tanh")
+    def _backward():
+        owned
+        x.grad += (1 - t * t) * out.grad
+    out._backward = _backward
+    return out
+"""
+
+
 def run_script(body):
-    """Runs body in a fresh interpreter; returns its stdout. A hang fails the
-    test by timeout instead of stopping the suite."""
-    code = "import rgrad\nfrom rgrad import Value\n" + textwrap.dedent(body)
+    """Runs body in a fresh interpreter, after PRELUDE; returns its stdout. A
+    hang fails the test by timeout instead of stopping the suite."""
+    code = PRELUDE + textwrap.dedent(body)
     try:
         r = subprocess.run([sys.executable, "-c", code], capture_output=True,
                            text=True, timeout=TIMEOUT)
@@ -43,28 +60,16 @@ def settle():
 
 def test_finalizer_of_a_freed_closure_may_build_graphs_and_collect():
     out = run_script("""
-        import math
-
         class Noisy:
             def __del__(self):                  # runs while rgrad collects
                 v = Value(2.0) * 3 + 1
                 assert v.data == 7.0
                 rgrad.collect()
 
-        def tanh(x):
-            noisy = Noisy()
-            t = math.tanh(x.data)
-            out = Value(t, (x,), "tanh")
-            def _backward():
-                noisy                           # the closure owns it
-                x.grad += (1 - t * t) * out.grad
-            out._backward = _backward
-            return out
-
         for _ in range(30):
             y = Value(0.5)
             for _ in range(200):
-                y = tanh(y)
+                y = tanh(y, Noisy())            # the closure owns it
             y.backward()
             del y
             rgrad.collect()
@@ -75,7 +80,7 @@ def test_finalizer_of_a_freed_closure_may_build_graphs_and_collect():
 
 def test_cyclic_garbage_finalized_inside_a_collection_may_use_rgrad():
     out = run_script("""
-        import gc, math
+        import gc
         gc.set_threshold(1, 1, 1)               # the cyclic gc runs on any allocation
 
         class Cycle:
@@ -85,20 +90,11 @@ def test_cyclic_garbage_finalized_inside_a_collection_may_use_rgrad():
                 (Value(1.0) + 2).backward()
                 rgrad.collect()
 
-        def tanh(x):
-            cycle = Cycle()                     # garbage once the closure goes,
-            t = math.tanh(x.data)               # which happens inside collect()
-            out = Value(t, (x,), "tanh")
-            def _backward():
-                cycle
-                x.grad += (1 - t * t) * out.grad
-            out._backward = _backward
-            return out
-
         for _ in range(20):
             y = Value(0.5)
             for _ in range(100):
-                y = tanh(y)
+                y = tanh(y, Cycle())            # garbage once the closure goes,
+                                                # which happens inside collect()
             del y
             rgrad.collect()
         print("ok")
@@ -142,7 +138,7 @@ def test_signal_handler_doing_arithmetic_while_a_collection_is_due():
 
 def test_interrupts_anywhere_in_a_training_loop_leak_nothing():
     out = run_script("""
-        import gc, math, random, signal
+        import gc, random, signal
         from rgrad.nn import MLP
         from rgrad import collection
 
@@ -157,13 +153,6 @@ def test_interrupts_anywhere_in_a_training_loop_leak_nothing():
                 armed = False
                 raise Interrupt
 
-        def tanh(x):
-            t = math.tanh(x.data)
-            out = Value(t, (x,), "tanh")
-            def _backward():
-                x.grad += (1 - t * t) * out.grad
-            out._backward = _backward
-            return out
 
         gc.collect(); rgrad.collect()
         before = rgrad.stats()
@@ -294,7 +283,6 @@ def test_a_failed_ops_value_keeps_its_slot_while_its_traceback_lives():
 
 def test_a_finalizer_building_graphs_inside_a_collection_with_a_budget_ends():
     out = run_script("""
-        import math
         rgrad.set_max_nodes(200_000)
         made = []
 
@@ -308,21 +296,11 @@ def test_a_finalizer_building_graphs_inside_a_collection_with_a_budget_ends():
                 except MemoryError:
                     made.append("budget")
 
-        def tanh(x):
-            busy = Busy()
-            t = math.tanh(x.data)
-            out = Value(t, (x,), "tanh")
-            def _backward():
-                busy
-                x.grad += (1 - t * t) * out.grad
-            out._backward = _backward
-            return out
-
         keep = []
         for _ in range(6):
             y = Value(0.5)
             for _ in range(20):
-                y = tanh(y)
+                y = tanh(y, Busy())             # the closure owns it
             keep.append(Value(2.0) * 3)
             del y
             rgrad.collect()
