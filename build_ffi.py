@@ -40,9 +40,9 @@ ffibuilder.set_source(
     "rgrad._rgrad",
     '#include "rgrad.h"',
     # setuptools wants source paths relative to the project root
-    sources=[os.path.relpath(CSRC / "rgrad.c", os.getcwd())],
+    sources=[os.path.relpath(CSRC / name, os.getcwd()) for name in ("rgrad.c", "objects.c")],
     include_dirs=[str(CSRC)],
-    depends=[str(CSRC / name) for name in ("rgrad.h", "rgrad.cdef.h", "platform.h")],
+    depends=[str(CSRC / name) for name in ("rgrad.h", "rgrad.cdef.h", "platform.h", "arena.h")],
     extra_compile_args=cflags,
     extra_link_args=ldflags,
 )

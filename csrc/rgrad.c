@@ -10,35 +10,12 @@
    mutex guards everything, because cffi releases the GIL around each call.
    Nothing here prints or exits: every failure is a result code. */
 #include <math.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "platform.h"
-#include "rgrad.h"
+#include "arena.h"
 
-typedef struct {
-    double data;   /* forward value */
-    double grad;   /* d root / d this node, accumulated by backward */
-    double arg;    /* constant operand (ADDC MULC RPOWC) or exponent (POW) */
-    int32_t a, b;  /* children: node indices below this one, -1 where absent */
-    uint32_t id_lo;  /* creation serial, 48 bits (id_lo, id_hi): it survives */
-    uint16_t id_hi;  /* compaction, so it is the node's hash and Python's key */
-    uint8_t op;
-    uint8_t flags;   /* F_PY: Python keeps something under this node's id */
-} rg_node;
 
-enum {
-    F_PY = 1,     /* Python keeps something under this node's id */
-    F_HASPY = 2   /* an RG_PY node is this node or below it: backward needs Python */
-};
-
-static uint64_t node_id(const rg_node *z)
-{
-    return (uint64_t)z->id_hi << 32 | z->id_lo;
-}
-
-_Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
 
 enum { FWD, BWD };
 
@@ -48,46 +25,7 @@ enum { FWD, BWD };
 static RG_THREAD_LOCAL struct { uint64_t id; int32_t depth; } me;
 static RG_THREAD_LOCAL rg_anomaly_info last_anomaly;
 
-#define GC_MIN_NODES (1 << 16)   /* never compact an arena smaller than this */
-#define SLOT_FREE (-1)           /* slot_node of a handle not in use */
-#define SLOT_DEAD (-2)           /* of a handle in use whose node was freed */
-#define SLOT_CLAIMED (-3)        /* of a handle the call in progress is binding */
-
-static struct {
-    rg_mutex lock;
-    rg_node *nodes;
-    uint8_t *mark;       /* one per node slot of capacity; all zero between calls */
-    int32_t n, cap;
-    int32_t gc_at;       /* compact when n reaches this */
-    int32_t live;        /* nodes kept by the last compaction */
-    int64_t collections;
-    uint64_t next_id;
-    int32_t max_nodes;   /* the node budget (rg_set_max_nodes) */
-    int check;           /* anomaly mode of the thread holding the lock (push) */
-    uint64_t anomaly_ids;    /* ids given to threads entering anomaly mode */
-    int32_t anomaly_open;    /* blocks open, in all threads */
-    uint64_t *closed;        /* ids of threads one of whose blocks another thread closed */
-    int32_t n_closed, closed_cap;   /* closed_cap >= n_closed + anomaly_open */
-    int32_t n_py;        /* RG_PY nodes in the arena */
-    int haspy_stale;     /* a node with parents became RG_PY: F_HASPY is not to
-                            be trusted until the next compaction recomputes it */
-    int32_t pinned;      /* > 0: Python walks a tape of node indices; no compaction */
-    uint64_t *dead_ids;  /* ids of F_PY nodes compaction freed, for Python to forget */
-    int32_t n_dead, dead_cap;
-    /* Handles: Python chooses which free slot a new node is bound to (it keeps
-       the free list and the registry of Value objects, rgrad/engine.py); C
-       checks each slot it is given and binds it. */
-    int32_t *slot_node;  /* handle -> node index, or SLOT_FREE, SLOT_DEAD, SLOT_CLAIMED */
-    uint8_t *slot_weak;  /* 1: not a root in this compaction (see rg_collect) */
-    int32_t nslots, slot_cap;
-    int32_t in_use;      /* handles bound to a node, or dead (SLOT_DEAD) */
-    /* Replay tape: the non-leaf nodes tape_root depends on, in creation order.
-       Nodes never change their children, so it stays right until a compaction
-       moves them (tape_gen is the compaction count it was built at). */
-    int32_t *tape;
-    int32_t tape_len, tape_cap, tape_root;
-    int64_t tape_gen;
-} A = {
+rg_arena A = {
     .lock = RG_MUTEX_INIT,
     .max_nodes = INT32_MAX,
     .tape_root = -1,
@@ -103,7 +41,7 @@ static struct {
 static int64_t fault_countdown = -1;   /* allocations to let through; < 0: all */
 static int64_t allocations;            /* made since the last rg_fault_after */
 
-static void *rg_realloc(void *p, size_t size)
+void *rg_realloc(void *p, size_t size)
 {
     allocations++;
     if (fault_countdown >= 0 && fault_countdown-- == 0) return NULL;
@@ -232,7 +170,7 @@ RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
     return RG_EHANDLE;  /* unreachable: op codes are set only in this file */
 }
 
-static int arity(int op)
+int arity(int op)
 {
     switch (op) {
     case RG_LEAF: return 0;
@@ -339,15 +277,9 @@ void rg_anomaly_info_get(rg_anomaly_info *out)
 
 /* ---- handles and the arena (all called with the lock held) --------------- */
 
-static int32_t node_of(int32_t h)
-{
-    if (h < 0 || h >= A.nslots) return -1;
-    return A.slot_node[h];
-}
-
 /* Room for k more nodes, within the budget. Past the budget, asks Python for
    a collection first if one could free anything. */
-static int reserve_nodes(int64_t k)
+int reserve_nodes(int64_t k)
 {
     if (A.n + k > A.max_nodes) {
         if (A.n == A.live || A.pinned) return RG_EBUDGET;
@@ -370,7 +302,7 @@ static int reserve_nodes(int64_t k)
 }
 
 /* Slots [0, top) exist (new ones free). */
-static int grow_slots(int64_t top)
+int grow_slots(int64_t top)
 {
     if (top <= A.nslots) return RG_OK;
     if (top > A.slot_cap) {
@@ -383,6 +315,8 @@ static int grow_slots(int64_t top)
         uint8_t *weak = rg_realloc(A.slot_weak, (size_t)cap);
         if (!weak) return RG_ENOMEM;
         A.slot_weak = weak;
+        int rc = nodemap_reserve(cap);
+        if (rc != RG_OK) return rc;
         A.slot_cap = (int32_t)cap;
     }
     for (int64_t h = A.nslots; h < top; h++) {
@@ -393,14 +327,14 @@ static int grow_slots(int64_t top)
     return RG_OK;
 }
 
-static void unclaim(const int32_t *hs, int32_t k)
+void unclaim_slots(const int32_t *hs, int32_t k)
 {
     for (int32_t i = 0; i < k; i++) A.slot_node[hs[i]] = SLOT_FREE;
 }
 
 /* Claims the k slots Python chose for new handles: each must be free (and
-   they distinct). All or nothing; unclaim() gives them back. */
-static int claim(const int32_t *hs, int32_t k)
+   they distinct). All or nothing; unclaim_slots() gives them back. */
+int claim_slots(const int32_t *hs, int32_t k)
 {
     int64_t top = 0;
     for (int32_t i = 0; i < k; i++) {
@@ -411,7 +345,7 @@ static int claim(const int32_t *hs, int32_t k)
     if (rc != RG_OK) return rc;
     for (int32_t i = 0; i < k; i++) {
         if (A.slot_node[hs[i]] != SLOT_FREE) {
-            unclaim(hs, i);
+            unclaim_slots(hs, i);
             return RG_EHANDLE;
         }
         A.slot_node[hs[i]] = SLOT_CLAIMED;
@@ -420,23 +354,24 @@ static int claim(const int32_t *hs, int32_t k)
 }
 
 /* Binds claimed handle h to node i. */
-static void bind(int32_t h, int32_t i)
+void bind_slot(int32_t h, int32_t i)
 {
     A.slot_node[h] = i;
     A.slot_weak[h] = 0;
     A.in_use++;
+    nodemap_put(i, h);
 }
 
 /* Whether a call that makes nodes must first let Python collect (it finds
    which Values died, then calls rg_collect). */
-static int collection_due(void)
+int collection_due(void)
 {
     return A.n >= A.gc_at && !A.pinned;
 }
 
 /* Appends node z = op(a, b; arg) and computes its value; reserve_nodes() has
    made room. Not committed (A.n unchanged) if the op fails. */
-static int push(int op, int32_t a, int32_t b, double arg)
+int push_node(int op, int32_t a, int32_t b, double arg)
 {
     rg_node *z = &A.nodes[A.n];
     *z = (rg_node){ .data = arg, .grad = 0.0, .arg = arg, .a = a, .b = b,
@@ -457,7 +392,7 @@ static int push(int op, int32_t a, int32_t b, double arg)
 /* Takes the lock for a call that makes nodes. The thread's anomaly mode is
    read here, once: thread-local storage costs a call per access in a
    shared library. */
-static void lock_to_make(void)
+void lock_to_make(void)
 {
     rg_mutex_lock(&A.lock);
     A.check = anomaly_on();
@@ -473,13 +408,13 @@ static int make(int32_t h, int op, int32_t ha, int32_t hb, double arg)
     int k = arity(op);
     if (k >= 1 && (a = node_of(ha)) < 0) { rc = RG_EHANDLE; goto out; }
     if (k == 2 && (b = node_of(hb)) < 0) { rc = RG_EHANDLE; goto out; }
-    if ((rc = reserve_nodes(1)) != RG_OK || (rc = claim(&h, 1)) != RG_OK)
+    if ((rc = reserve_nodes(1)) != RG_OK || (rc = claim_slots(&h, 1)) != RG_OK)
         goto out;
-    if ((rc = push(op, a, b, arg)) != RG_OK) {
-        unclaim(&h, 1);
+    if ((rc = push_node(op, a, b, arg)) != RG_OK) {
+        unclaim_slots(&h, 1);
         goto out;
     }
-    bind(h, A.n - 1);
+    bind_slot(h, A.n - 1);
 out:
     rg_mutex_unlock(&A.lock);
     return rc;
@@ -513,19 +448,19 @@ static int make_via(int32_t h, int op1, int32_t hu, double arg1, int op2, int32_
     if (collection_due()) { rc = RG_COLLECT; goto out; }
     if ((u = node_of(hu)) < 0) { rc = RG_EHANDLE; goto out; }
     if (arity(op2) == 2 && (x = node_of(hx)) < 0) { rc = RG_EHANDLE; goto out; }
-    if ((rc = reserve_nodes(2)) != RG_OK || (rc = claim(&h, 1)) != RG_OK)
+    if ((rc = reserve_nodes(2)) != RG_OK || (rc = claim_slots(&h, 1)) != RG_OK)
         goto out;
-    if ((rc = push(op1, u, -1, arg1)) != RG_OK) {
-        unclaim(&h, 1);
+    if ((rc = push_node(op1, u, -1, arg1)) != RG_OK) {
+        unclaim_slots(&h, 1);
         goto out;
     }
     int32_t w = A.n - 1;
-    if ((rc = push(op2, x >= 0 ? x : w, x >= 0 ? w : -1, arg2)) != RG_OK) {
+    if ((rc = push_node(op2, x >= 0 ? x : w, x >= 0 ? w : -1, arg2)) != RG_OK) {
         A.n--;                  /* anomaly mode refused z: w goes too */
-        unclaim(&h, 1);
+        unclaim_slots(&h, 1);
         goto out;
     }
-    bind(h, A.n - 1);
+    bind_slot(h, A.n - 1);
 out:
     rg_mutex_unlock(&A.lock);
     return rc;
@@ -684,11 +619,11 @@ int rg_leaves(const double *xs, int32_t n, const int32_t *hs)
     lock_to_make();
     if (n < 0) { rc = RG_EHANDLE; goto out; }
     if (collection_due()) { rc = RG_COLLECT; goto out; }
-    if ((rc = reserve_nodes(n)) != RG_OK || (rc = claim(hs, n)) != RG_OK)
+    if ((rc = reserve_nodes(n)) != RG_OK || (rc = claim_slots(hs, n)) != RG_OK)
         goto out;
     for (int32_t k = 0; k < n; k++) {
-        push(RG_LEAF, -1, -1, xs[k]);
-        bind(hs[k], A.n - 1);
+        push_node(RG_LEAF, -1, -1, xs[k]);
+        bind_slot(hs[k], A.n - 1);
     }
 out:
     rg_mutex_unlock(&A.lock);
@@ -720,25 +655,25 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
         (rc = resolve(x, nin, ix)) != RG_OK)
         goto out;
     if ((rc = reserve_nodes(nout * (2 * (int64_t)nin + (relu != 0)))) != RG_OK ||
-        (rc = claim(out, nout)) != RG_OK)
+        (rc = claim_slots(out, nout)) != RG_OK)
         goto out;
     int32_t n0 = A.n, j = 0;
     for (; j < nout && rc == RG_OK; j++) {
         int32_t act = ib[j];
         for (int32_t i = 0; i < nin && rc == RG_OK; i++) {   /* act = act + w[j,i] * x[i] */
-            if ((rc = push(RG_MUL, iw[(int64_t)j * nin + i], ix[i], 0.0)) == RG_OK &&
-                (rc = push(RG_ADD, act, A.n - 1, 0.0)) == RG_OK)
+            if ((rc = push_node(RG_MUL, iw[(int64_t)j * nin + i], ix[i], 0.0)) == RG_OK &&
+                (rc = push_node(RG_ADD, act, A.n - 1, 0.0)) == RG_OK)
                 act = A.n - 1;
         }
-        if (relu && rc == RG_OK && (rc = push(RG_RELU, act, -1, 0.0)) == RG_OK)
+        if (relu && rc == RG_OK && (rc = push_node(RG_RELU, act, -1, 0.0)) == RG_OK)
             act = A.n - 1;
         if (rc == RG_OK) A.slot_node[out[j]] = act;   /* bound below */
     }
     if (rc != RG_OK) {          /* anomaly mode refused a node: undo the layer */
-        unclaim(out, nout);
+        unclaim_slots(out, nout);
         A.n = n0;
     } else {
-        for (int32_t k = 0; k < nout; k++) bind(out[k], A.slot_node[out[k]]);
+        for (int32_t k = 0; k < nout; k++) bind_slot(out[k], A.slot_node[out[k]]);
     }
 out:
     rg_mutex_unlock(&A.lock);
@@ -876,61 +811,6 @@ int rg_op(int32_t h)
     return op;
 }
 
-/* A Python op's children: a, then b; with more than two, b is a chain of
-   RG_LINK nodes, each holding one child in a and the rest in b. */
-static int nchildren(int32_t i)
-{
-    const rg_node *z = &A.nodes[i];
-    if (z->op != RG_PY) return arity(z->op);
-    if (z->a < 0) return 0;
-    if (z->b < 0) return 1;
-    int n = 2;
-    for (int32_t j = z->b; A.nodes[j].op == RG_LINK; j = A.nodes[j].b) n++;
-    return n;
-}
-
-static int32_t child_at(int32_t i, int k)
-{
-    const rg_node *z = &A.nodes[i];
-    if (k == 0) return z->a;
-    int32_t j = z->b;
-    for (int t = 1; t < k; t++) j = A.nodes[j].b;
-    return A.nodes[j].op == RG_LINK ? A.nodes[j].a : j;
-}
-
-int rg_nchildren(int32_t h)
-{
-    rg_mutex_lock(&A.lock);
-    int32_t i = node_of(h);
-    int n = i >= 0 ? nchildren(i) : RG_EHANDLE;
-    rg_mutex_unlock(&A.lock);
-    return n;
-}
-
-int rg_child(int32_t h, int k, int32_t out)
-{
-    int rc;
-    rg_mutex_lock(&A.lock);
-    int32_t i = node_of(h);
-    if (i < 0 || k < 0 || k >= nchildren(i)) { rc = RG_EHANDLE; goto out; }
-    if ((rc = claim(&out, 1)) != RG_OK) goto out;
-    bind(out, child_at(i, k));
-out:
-    rg_mutex_unlock(&A.lock);
-    return rc;
-}
-
-int rg_is_child(int32_t h, int32_t parent)
-{
-    rg_mutex_lock(&A.lock);
-    int32_t i = node_of(h), p = node_of(parent);
-    int found = 0;
-    if (i >= 0 && p >= 0)
-        for (int k = nchildren(p) - 1; k >= 0 && !found; k--) found = child_at(p, k) == i;
-    rg_mutex_unlock(&A.lock);
-    return found;
-}
-
 int64_t rg_id(int32_t h)
 {
     rg_mutex_lock(&A.lock);
@@ -951,18 +831,18 @@ int rg_custom(int32_t h, double data, const int32_t *children, int32_t n)
     idx = rg_realloc(NULL, (size_t)(n ? n : 1) * sizeof *idx);
     if (!idx) { rc = RG_ENOMEM; goto out; }
     if ((rc = resolve(children, n, idx)) != RG_OK) goto out;
-    if ((rc = reserve_nodes(n > 2 ? n - 1 : 1)) != RG_OK || (rc = claim(&h, 1)) != RG_OK)
+    if ((rc = reserve_nodes(n > 2 ? n - 1 : 1)) != RG_OK || (rc = claim_slots(&h, 1)) != RG_OK)
         goto out;
     int32_t rest = n >= 2 ? idx[n - 1] : -1;   /* built from the last child back */
     for (int32_t k = n - 2; k >= 1; k--) {
-        push(RG_LINK, idx[k], rest, 0.0);
+        push_node(RG_LINK, idx[k], rest, 0.0);
         rest = A.n - 1;
     }
-    push(RG_PY, n >= 1 ? idx[0] : -1, rest, data);
+    push_node(RG_PY, n >= 1 ? idx[0] : -1, rest, data);
     rg_node *z = &A.nodes[A.n - 1];
     z->flags |= F_PY;
     A.n_py++;
-    bind(h, A.n - 1);
+    bind_slot(h, A.n - 1);
 out:
     rg_mutex_unlock(&A.lock);
     free(idx);
@@ -1135,6 +1015,7 @@ static void compact(void)
         }
         for (int32_t h = 0; h < A.nslots; h++)
             if (A.slot_node[h] >= 0) A.slot_node[h] = to[A.slot_node[h]];
+        nodemap_rebuild();
         free(to);
         A.n = kept;
         A.collections++;
@@ -1172,6 +1053,7 @@ int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, i
         if (h < 0 || h >= A.nslots || A.slot_node[h] == SLOT_FREE ||
             A.slot_node[h] == SLOT_CLAIMED)
             continue;                   /* ignore what is not a handle in use */
+        if (A.slot_node[h] >= 0) nodemap_del(A.slot_node[h], h);
         A.slot_node[h] = SLOT_FREE;
         A.in_use--;
     }
@@ -1210,6 +1092,7 @@ int rg_trim_handles(int32_t n)
         A.slot_cap = cap;
         uint8_t *weak = rg_realloc(A.slot_weak, (size_t)cap);
         if (weak) A.slot_weak = weak;   /* else it stays larger: harmless */
+        (void)nodemap_reserve(cap);     /* likewise */
     }
 out:
     rg_mutex_unlock(&A.lock);

@@ -20,7 +20,10 @@ enum {
     RG_EPYOP = -7,      /* a forward that C cannot compute: an op defined in Python */
     RG_PYGRAPH = -8,    /* not an error: the graph has Python ops; walk it with rg_run */
     RG_EBUDGET = -9,    /* MemoryError: the node budget (rg_set_max_nodes) is spent */
-    RG_EANOMALY = -10   /* FloatingPointError: NaN or infinity in anomaly mode */
+    RG_EANOMALY = -10,  /* FloatingPointError: NaN or infinity in anomaly mode */
+    RG_EUSED = -11,     /* ValueError: new children for a node other nodes use */
+    RG_EBUILTIN = -12,  /* ValueError: new children for a node a built-in op made */
+    RG_ECYCLE = -13     /* ValueError: a node as its own child */
 };
 
 /* Op codes, as stored in a node. */
@@ -130,6 +133,28 @@ int rg_child(int32_t h, int i, int32_t out);  /* binds handle out to child i */
 int64_t rg_id(int32_t h);                /* stable per node: a hash */
 int rg_same(int32_t h1, int32_t h2);     /* 1 if both name one node */
 int rg_is_child(int32_t h, int32_t parent);  /* 1 if h's node is a child of parent's */
+/* One Python object per node (rgrad/engine.py, _children). rg_children writes,
+   for each of h's children (at most cap), the handle bound to it, or -1 if
+   none is, and returns how many children h has. rg_bind_children binds each
+   free handle hs[j] to h's child number ks[j]; all or nothing. */
+int32_t rg_children(int32_t h, int32_t *out, int32_t cap);
+int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m);
+/* micrograd code assigning `_prev`: h's node gets these n children and becomes
+   an op defined in Python. Nothing changes if they are its children already
+   (as a set). RG_EUSED if another node has h's node as a child, RG_EBUILTIN if
+   a built-in op made it, RG_ECYCLE for h's own node among them. */
+int rg_set_children(int32_t h, const int32_t *children, int32_t n);
+/* Collection's view of Python objects (rgrad/collection.py). rg_probe reads an
+   object's reference count, type and dict pointer (at dict_offset), so that
+   Python can check the layout rg_sweep relies on. rg_sweep looks at n objects
+   objs[k] (addresses, 0 to skip) holding slots[k]: one that only the registry
+   holds (reference count 1) is dead if its slot names no node or if it is a
+   `plain` instance without a dict, and kept otherwise (an instance of a
+   subclass, or with attributes: it lives as long as its node). Dead slots go
+   to out[0..returned), kept ones to out[n - *kept..n). */
+void rg_probe(intptr_t obj, intptr_t dict_offset, intptr_t *out);
+int32_t rg_sweep(const int32_t *slots, const intptr_t *objs, int32_t n, intptr_t plain,
+                 intptr_t dict_offset, int32_t *out, int32_t *kept);
 
 /* Ops defined in Python (Value(data, _children, _op) and _backward closures).
    rg_custom makes an RG_PY node with the given data and children;

@@ -1,0 +1,116 @@
+/* arena.h: what the C files of rgrad share (not part of the API): the node,
+   the arena, and the functions that make and bind nodes. rgrad.c holds the
+   arena, the ops, backward, replay and collection; objects.c what Python
+   sees of the graph (one handle per node, children, rewiring). */
+#ifndef RGRAD_ARENA_H
+#define RGRAD_ARENA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "platform.h"
+#include "rgrad.h"
+
+/* Shared between the C files, and kept out of the shared library's exported
+   symbols (where a name could be taken by another library's). */
+#if defined(__GNUC__) && !defined(_WIN32)
+#define RG_INTERNAL __attribute__((visibility("hidden")))
+#else
+#define RG_INTERNAL
+#endif
+
+typedef struct {
+    double data;   /* forward value */
+    double grad;   /* d root / d this node, accumulated by backward */
+    double arg;    /* constant operand (ADDC MULC RPOWC) or exponent (POW) */
+    int32_t a, b;  /* children: node indices below this one, -1 where absent */
+    uint32_t id_lo;  /* creation serial, 48 bits (id_lo, id_hi): it survives */
+    uint16_t id_hi;  /* compaction, so it is the node's hash and Python's key */
+    uint8_t op;
+    uint8_t flags;   /* F_PY: Python keeps something under this node's id */
+} rg_node;
+
+enum {
+    F_PY = 1,     /* Python keeps something under this node's id */
+    F_HASPY = 2   /* an RG_PY node is this node or below it: backward needs Python */
+};
+
+static inline uint64_t node_id(const rg_node *z)
+{
+    return (uint64_t)z->id_hi << 32 | z->id_lo;
+}
+
+_Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
+
+#define GC_MIN_NODES (1 << 16)   /* never compact an arena smaller than this */
+#define SLOT_FREE (-1)           /* slot_node of a handle not in use */
+#define SLOT_DEAD (-2)           /* of a handle in use whose node was freed */
+#define SLOT_CLAIMED (-3)        /* of a handle the call in progress is binding */
+
+typedef struct {
+    rg_mutex lock;
+    rg_node *nodes;
+    uint8_t *mark;       /* one per node slot of capacity; all zero between calls */
+    int32_t n, cap;
+    int32_t gc_at;       /* compact when n reaches this */
+    int32_t live;        /* nodes kept by the last compaction */
+    int64_t collections;
+    uint64_t next_id;
+    int32_t max_nodes;   /* the node budget (rg_set_max_nodes) */
+    int check;           /* anomaly mode of the thread holding the lock (push) */
+    uint64_t anomaly_ids;    /* ids given to threads entering anomaly mode */
+    int32_t anomaly_open;    /* blocks open, in all threads */
+    uint64_t *closed;        /* ids of threads one of whose blocks another thread closed */
+    int32_t n_closed, closed_cap;   /* closed_cap >= n_closed + anomaly_open */
+    int32_t n_py;        /* RG_PY nodes in the arena */
+    int haspy_stale;     /* a node with parents became RG_PY: F_HASPY is not to
+                            be trusted until the next compaction recomputes it */
+    int32_t pinned;      /* > 0: Python walks a tape of node indices; no compaction */
+    uint64_t *dead_ids;  /* ids of F_PY nodes compaction freed, for Python to forget */
+    int32_t n_dead, dead_cap;
+    /* Handles: Python chooses which free slot a new node is bound to (it keeps
+       the free list and the registry of Value objects, rgrad/engine.py); C
+       checks each slot it is given and binds it. */
+    int32_t *slot_node;  /* handle -> node index, or SLOT_FREE, SLOT_DEAD, SLOT_CLAIMED */
+    uint8_t *slot_weak;  /* 1: not a root in this compaction (see rg_collect) */
+    int32_t nslots, slot_cap;
+    int32_t in_use;      /* handles bound to a node, or dead (SLOT_DEAD) */
+    /* Replay tape: the non-leaf nodes tape_root depends on, in creation order.
+       Nodes never change their children, so it stays right until a compaction
+       moves them (tape_gen is the compaction count it was built at). */
+    int32_t *tape;
+    int32_t tape_len, tape_cap, tape_root;
+    int64_t tape_gen;
+} rg_arena;
+
+extern RG_INTERNAL rg_arena A;
+
+/* The node handle h names, or a negative SLOT_ value (or -1 out of range). */
+static inline int32_t node_of(int32_t h)
+{
+    if (h < 0 || h >= A.nslots) return -1;
+    return A.slot_node[h];
+}
+
+
+/* rgrad.c; all called with the lock held */
+RG_INTERNAL void *rg_realloc(void *p, size_t size);   /* realloc, or a fault for a test */
+RG_INTERNAL int arity(int op);
+RG_INTERNAL int reserve_nodes(int64_t k);
+RG_INTERNAL int grow_slots(int64_t top);
+RG_INTERNAL int claim_slots(const int32_t *hs, int32_t k);
+RG_INTERNAL void unclaim_slots(const int32_t *hs, int32_t k);
+RG_INTERNAL void bind_slot(int32_t h, int32_t i);
+RG_INTERNAL int collection_due(void);
+RG_INTERNAL int push_node(int op, int32_t a, int32_t b, double arg);
+RG_INTERNAL void lock_to_make(void);   /* takes the lock */
+
+/* objects.c */
+RG_INTERNAL int nchildren(int32_t i);
+RG_INTERNAL int32_t child_at(int32_t i, int k);
+RG_INTERNAL int nodemap_reserve(int64_t slots);
+RG_INTERNAL void nodemap_put(int32_t i, int32_t h);
+RG_INTERNAL void nodemap_del(int32_t i, int32_t h);
+RG_INTERNAL void nodemap_rebuild(void);
+
+#endif

@@ -1,0 +1,342 @@
+/* objects.c: what Python sees of the graph. Python keeps one Value object per
+   node, so a node must lead back to the handle that object holds: a map from
+   node index to handle, with an entry only for nodes bound to a handle (nodes
+   that Python does not hold cost nothing). Also here: a node's children,
+   giving a node new children (micrograd code assigns `_prev`), and reading
+   the header of Python objects for collection (rgrad/collection.py). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+
+/* ---- from a node to its handle --------------------------------------------
+
+   Open addressing with linear probing, deletion by shifting back (no
+   tombstones). It has at least twice as many entries as the handle table has
+   slots, so it is at most half full. Compaction moves nodes: it rebuilds the
+   map. A node bound to several handles (only while Python is collecting: see
+   rgrad/engine.py, _children) keeps the first. */
+
+#define M_EMPTY UINT64_MAX
+#define M_MIN_BITS 11
+
+static struct {
+    uint64_t *e;   /* (uint64_t)node << 32 | handle, or M_EMPTY */
+    int bits;      /* 2**bits entries */
+} M;
+
+static inline uint32_t m_home(int32_t i)
+{
+    return ((uint32_t)i * 2654435769u) >> (32 - M.bits);   /* Fibonacci hashing */
+}
+
+static inline int32_t m_node(uint64_t e) { return (int32_t)(uint32_t)(e >> 32); }
+static inline int32_t m_handle(uint64_t e) { return (int32_t)(uint32_t)e; }
+
+void nodemap_put(int32_t i, int32_t h)
+{
+    uint32_t mask = (1u << M.bits) - 1;
+    for (uint32_t k = m_home(i);; k = (k + 1) & mask) {
+        uint64_t e = M.e[k];
+        if (e == M_EMPTY) {
+            M.e[k] = (uint64_t)(uint32_t)i << 32 | (uint32_t)h;
+            return;
+        }
+        if (m_node(e) == i) return;     /* it has a handle already */
+    }
+}
+
+/* The slot of the map holding node i, or -1. */
+static int64_t m_find(int32_t i)
+{
+    if (!M.e) return -1;
+    uint32_t mask = (1u << M.bits) - 1;
+    for (uint32_t k = m_home(i);; k = (k + 1) & mask) {
+        uint64_t e = M.e[k];
+        if (e == M_EMPTY) return -1;
+        if (m_node(e) == i) return k;
+    }
+}
+
+static int32_t nodemap_get(int32_t i)
+{
+    int64_t k = m_find(i);
+    return k < 0 ? -1 : m_handle(M.e[k]);
+}
+
+/* Removes node i's entry if it is handle h. */
+void nodemap_del(int32_t i, int32_t h)
+{
+    int64_t found = m_find(i);
+    if (found < 0 || m_handle(M.e[found]) != h) return;
+    uint32_t mask = (1u << M.bits) - 1, j = (uint32_t)found;
+    for (uint32_t k = (j + 1) & mask; M.e[k] != M_EMPTY; k = (k + 1) & mask) {
+        uint32_t home = m_home(m_node(M.e[k]));
+        if (((k - home) & mask) >= ((k - j) & mask)) {   /* j lies on its probe path */
+            M.e[j] = M.e[k];
+            j = k;
+        }
+    }
+    M.e[j] = M_EMPTY;
+}
+
+void nodemap_rebuild(void)
+{
+    if (!M.e) return;
+    memset(M.e, 0xff, sizeof *M.e << M.bits);
+    for (int32_t h = 0; h < A.nslots; h++)
+        if (A.slot_node[h] >= 0) nodemap_put(A.slot_node[h], h);
+}
+
+/* Sizes the map for a handle table of `slots` slots (growing or shrinking).
+   RG_ENOMEM, with the map as it was, if it cannot. */
+int nodemap_reserve(int64_t slots)
+{
+    int bits = M_MIN_BITS;
+    while (((int64_t)1 << bits) < 2 * slots) bits++;
+    if (M.e && bits == M.bits) return RG_OK;
+    if (bits > 32) return RG_ENOMEM;
+    uint64_t *e = rg_realloc(NULL, sizeof *e << bits);
+    if (!e) return RG_ENOMEM;
+    free(M.e);
+    M.e = e;
+    M.bits = bits;
+    nodemap_rebuild();
+    return RG_OK;
+}
+
+/* ---- children ----------------------------------------------------------- */
+
+/* A Python op's children: a, then b; with more than two, b is a chain of
+   RG_LINK nodes, each holding one child in a and the rest in b. */
+int nchildren(int32_t i)
+{
+    const rg_node *z = &A.nodes[i];
+    if (z->op != RG_PY) return arity(z->op);
+    if (z->a < 0) return 0;
+    if (z->b < 0) return 1;
+    int n = 2;
+    for (int32_t j = z->b; A.nodes[j].op == RG_LINK; j = A.nodes[j].b) n++;
+    return n;
+}
+
+int32_t child_at(int32_t i, int k)
+{
+    const rg_node *z = &A.nodes[i];
+    if (k == 0) return z->a;
+    int32_t j = z->b;
+    for (int t = 1; t < k; t++) j = A.nodes[j].b;
+    return A.nodes[j].op == RG_LINK ? A.nodes[j].a : j;
+}
+
+/* Writes node i's children (at most cap of them) and returns how many it has:
+   one walk, however many there are. */
+static int32_t list_children(int32_t i, int32_t *out, int32_t cap)
+{
+    const rg_node *z = &A.nodes[i];
+    int32_t n = 0;
+    if (z->a < 0) return 0;
+    if (cap > n) out[n] = z->a;
+    n++;
+    int32_t j = z->b;
+    if (z->op == RG_PY) {
+        for (; j >= 0 && A.nodes[j].op == RG_LINK; j = A.nodes[j].b) {
+            if (cap > n) out[n] = A.nodes[j].a;
+            n++;
+        }
+    }
+    if (j >= 0) {
+        if (cap > n) out[n] = j;
+        n++;
+    }
+    return n;
+}
+
+int rg_nchildren(int32_t h)
+{
+    rg_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    int n = i >= 0 ? nchildren(i) : RG_EHANDLE;
+    rg_mutex_unlock(&A.lock);
+    return n;
+}
+
+int rg_child(int32_t h, int k, int32_t out)
+{
+    int rc;
+    rg_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    if (i < 0 || k < 0 || k >= nchildren(i)) { rc = RG_EHANDLE; goto out; }
+    if ((rc = claim_slots(&out, 1)) != RG_OK) goto out;
+    bind_slot(out, child_at(i, k));
+out:
+    rg_mutex_unlock(&A.lock);
+    return rc;
+}
+
+int rg_is_child(int32_t h, int32_t parent)
+{
+    rg_mutex_lock(&A.lock);
+    int32_t i = node_of(h), p = node_of(parent);
+    int found = 0;
+    if (i >= 0 && p >= 0)
+        for (int k = nchildren(p) - 1; k >= 0 && !found; k--) found = child_at(p, k) == i;
+    rg_mutex_unlock(&A.lock);
+    return found;
+}
+
+int32_t rg_children(int32_t h, int32_t *out, int32_t cap)
+{
+    rg_mutex_lock(&A.lock);
+    int32_t i = node_of(h), n = RG_EHANDLE;
+    if (i >= 0) {
+        n = list_children(i, out, cap < 0 ? 0 : cap);
+        for (int32_t k = 0; k < n && k < cap; k++) out[k] = nodemap_get(out[k]);
+    }
+    rg_mutex_unlock(&A.lock);
+    return n;
+}
+
+int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m)
+{
+    int rc = RG_OK;
+    int32_t *kids = NULL;
+    rg_mutex_lock(&A.lock);
+    int32_t i = node_of(h), n;
+    if (i < 0 || m < 0) { rc = RG_EHANDLE; goto out; }
+    n = list_children(i, NULL, 0);
+    for (int32_t j = 0; j < m; j++)
+        if (ks[j] < 0 || ks[j] >= n) { rc = RG_EHANDLE; goto out; }
+    kids = rg_realloc(NULL, (size_t)(n ? n : 1) * sizeof *kids);
+    if (!kids) { rc = RG_ENOMEM; goto out; }
+    list_children(i, kids, n);
+    if ((rc = claim_slots(hs, m)) != RG_OK) goto out;
+    for (int32_t j = 0; j < m; j++) bind_slot(hs[j], kids[ks[j]]);
+out:
+    rg_mutex_unlock(&A.lock);
+    free(kids);
+    return rc;
+}
+
+/* ---- new children --------------------------------------------------------- */
+
+/* Whether node i's children are, as a set, the n nodes idx. Uses A.mark
+   (all zero between calls) and leaves it so. */
+static int same_children(int32_t i, const int32_t *idx, int32_t n)
+{
+    int32_t m = list_children(i, NULL, 0);
+    int32_t *kids = rg_realloc(NULL, (size_t)(m ? m : 1) * sizeof *kids);
+    if (!kids) return 0;     /* then they are treated as new: still correct */
+    list_children(i, kids, m);
+    int same = 1;
+    for (int32_t k = 0; k < m; k++) A.mark[kids[k]] = 1;
+    for (int32_t k = 0; k < n && same; k++) same = A.mark[idx[k]];
+    for (int32_t k = 0; k < m; k++) A.mark[kids[k]] = 0;
+    if (same) {              /* and every old child is among the new ones */
+        for (int32_t k = 0; k < n; k++) A.mark[idx[k]] = 1;
+        for (int32_t k = 0; k < m && same; k++) same = A.mark[kids[k]];
+        for (int32_t k = 0; k < n; k++) A.mark[idx[k]] = 0;
+    }
+    free(kids);
+    return same;
+}
+
+int rg_set_children(int32_t h, const int32_t *children, int32_t n)
+{
+    int rc = RG_OK;
+    int32_t *idx = NULL;
+    lock_to_make();
+    int32_t i = node_of(h);
+    if (i < 0 || n < 0) { rc = RG_EHANDLE; goto out; }
+    idx = rg_realloc(NULL, (size_t)(n ? n : 1) * sizeof *idx);
+    if (!idx) { rc = RG_ENOMEM; goto out; }
+    int32_t top = -1;
+    for (int32_t k = 0; k < n; k++) {
+        if ((idx[k] = node_of(children[k])) < 0) { rc = RG_EHANDLE; goto out; }
+        if (idx[k] == i) { rc = RG_ECYCLE; goto out; }
+        if (idx[k] > top) top = idx[k];
+    }
+    if (same_children(i, idx, n)) goto out;            /* nothing changes */
+    rg_node *z = &A.nodes[i];
+    if (z->op != RG_LEAF && z->op != RG_PY) { rc = RG_EBUILTIN; goto out; }
+    for (int32_t j = i + 1; j < A.n; j++)               /* a parent of i? */
+        if (A.nodes[j].a == i || A.nodes[j].b == i) { rc = RG_EUSED; goto out; }
+    /* No node depends on i, so none of the new children does: no cycle. */
+    if (n == 0 && z->op == RG_LEAF) goto out;
+    if (n <= 2 && top < i) {                            /* in place */
+        z->a = n >= 1 ? idx[0] : -1;
+        z->b = n >= 2 ? idx[1] : -1;
+    } else {
+        /* The children must sit below the node: it moves to the top, with its
+           id (Python's key), data and grad. Its old place becomes a leaf that
+           nothing reaches. */
+        if ((rc = reserve_nodes(n > 2 ? n - 1 : 1)) != RG_OK) goto out;
+        int32_t rest = n >= 2 ? idx[n - 1] : -1;
+        for (int32_t k = n - 2; k >= 1; k--) {
+            push_node(RG_LINK, idx[k], rest, 0.0);
+            rest = A.n - 1;
+        }
+        z = &A.nodes[i];                                /* (the arena may have moved) */
+        push_node(RG_PY, n >= 1 ? idx[0] : -1, rest, z->data);
+        int32_t to = A.n - 1;
+        rg_node *w = &A.nodes[to];
+        w->grad = z->grad;
+        w->id_lo = z->id_lo;
+        w->id_hi = z->id_hi;
+        w->flags = z->flags;
+        A.n_py += 1 - (z->op == RG_PY);                 /* w is RG_PY, z no more */
+        *z = (rg_node){ .op = RG_LEAF, .a = -1, .b = -1 };
+        for (int32_t s = 0; s < A.nslots; s++)
+            if (A.slot_node[s] == i) {
+                nodemap_del(i, s);
+                A.slot_node[s] = to;
+                nodemap_put(to, s);
+            }
+        z = w;
+    }
+    if (z->op != RG_PY) A.n_py++;
+    z->op = RG_PY;
+    z->flags |= F_PY | F_HASPY;
+    A.tape_root = -1;                                   /* a cached tape may hold it */
+out:
+    rg_mutex_unlock(&A.lock);
+    free(idx);
+    return rc;
+}
+
+/* ---- Python objects, for collection --------------------------------------
+
+   CPython lays out every object as its reference count, then its type; an
+   instance of a class with a __dict__ slot keeps a pointer to its dict (NULL
+   until it has one) dict_offset bytes in. rgrad/collection.py checks that
+   this holds (rg_probe) before it uses rg_sweep, and otherwise does the same
+   in Python. The objects are kept alive by Python's registry while C reads
+   them; one only the registry holds cannot gain a reference meanwhile. */
+
+void rg_probe(intptr_t obj, intptr_t dict_offset, intptr_t *out)
+{
+    const intptr_t *o = (const intptr_t *)obj;
+    out[0] = o[0];
+    out[1] = o[1];
+    out[2] = dict_offset > 0 ? *(const intptr_t *)((const char *)obj + dict_offset) : 0;
+}
+
+int32_t rg_sweep(const int32_t *slots, const intptr_t *objs, int32_t n, intptr_t plain,
+                 intptr_t dict_offset, int32_t *out, int32_t *kept)
+{
+    int32_t dead = 0, nk = 0;
+    rg_mutex_lock(&A.lock);
+    for (int32_t k = 0; k < n; k++) {
+        const intptr_t *o = (const intptr_t *)objs[k];
+        if (!o || o[0] != 1) continue;                  /* held by more than the registry */
+        int32_t s = slots[k], at = s >= 0 && s < A.nslots ? A.slot_node[s] : SLOT_FREE;
+        if (at == SLOT_CLAIMED) continue;
+        int is_plain = o[1] == plain && (dict_offset <= 0 ||
+                       *(const intptr_t *)((const char *)o + dict_offset) == 0);
+        if (at < 0 || is_plain) out[dead++] = s;
+        else out[n - 1 - nk++] = s;
+    }
+    rg_mutex_unlock(&A.lock);
+    *kept = nk;
+    return dead;
+}
