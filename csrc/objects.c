@@ -197,7 +197,7 @@ int32_t rg_children(int32_t h, int32_t *out, int32_t cap)
     return n;
 }
 
-int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m)
+int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m, int32_t *got)
 {
     int rc = RG_OK;
     int32_t *kids = NULL;
@@ -211,7 +211,16 @@ int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m)
     if (!kids) { rc = RG_ENOMEM; goto out; }
     list_children(i, kids, n);
     if ((rc = claim_slots(hs, m)) != RG_OK) goto out;
-    for (int32_t j = 0; j < m; j++) bind_slot(hs[j], kids[ks[j]]);
+    for (int32_t j = 0; j < m; j++) {
+        int32_t have = nodemap_get(kids[ks[j]]);
+        if (have >= 0) {                /* bound meanwhile, or listed twice */
+            A.slot_node[hs[j]] = SLOT_FREE;
+            got[j] = have;
+        } else {
+            bind_slot(hs[j], kids[ks[j]]);
+            got[j] = hs[j];
+        }
+    }
 out:
     rg_mutex_unlock(&A.lock);
     free(kids);
@@ -306,35 +315,68 @@ out:
 
 /* ---- Python objects, for collection --------------------------------------
 
-   CPython lays out every object as its reference count, then its type; an
-   instance of a class with a __dict__ slot keeps a pointer to its dict (NULL
-   until it has one) dict_offset bytes in. rgrad/collection.py checks that
-   this holds (rg_probe) before it uses rg_sweep, and otherwise does the same
-   in Python. The objects are kept alive by Python's registry while C reads
-   them; one only the registry holds cannot gain a reference meanwhile. */
+   CPython lays out every object as its reference count, then its type. Where
+   an instance keeps its attributes depends on the version: a dict pointer
+   dict_offset bytes in (RG_LAYOUT_DICT: 3.10, and classes with a __dict__ slot
+   before 3.11), or, in 3.11, a dict pointer three words before the object
+   and, until that dict is made, inline values four words before it, whose
+   count of attributes is the byte two before the values (RG_LAYOUT_311).
+   rg_sweep reads the objects from Python's registry, a list. rgrad/collection.py
+   checks with rg_probe and rg_list_item that the running Python is laid out
+   so before it uses rg_sweep, and otherwise does the same in Python. It calls
+   rg_sweep with collection excluded, and the registry changes size only then:
+   its array of items stays put, and the objects it holds stay alive, while C
+   reads them (None, in a free slot, is never held by the registry alone). An
+   object that only the registry holds cannot gain a reference meanwhile. */
 
-void rg_probe(intptr_t obj, intptr_t dict_offset, intptr_t *out)
+static int has_attributes(const intptr_t *o, int layout, intptr_t dict_offset)
+{
+    if (layout == RG_LAYOUT_DICT)
+        return *(const intptr_t *)((const char *)o + dict_offset) != 0;
+    if (layout == RG_LAYOUT_311) {
+        if (o[-3]) return 1;
+        const uint8_t *values = (const uint8_t *)o[-4];
+        return values && values[-2] != 0;
+    }
+    return 1;
+}
+
+void rg_probe(intptr_t obj, int layout, intptr_t dict_offset, intptr_t *out)
 {
     const intptr_t *o = (const intptr_t *)obj;
     out[0] = o[0];
     out[1] = o[1];
-    out[2] = dict_offset > 0 ? *(const intptr_t *)((const char *)obj + dict_offset) : 0;
+    out[2] = has_attributes(o, layout, dict_offset);
 }
 
-int32_t rg_sweep(const int32_t *slots, const intptr_t *objs, int32_t n, intptr_t plain,
-                 intptr_t dict_offset, int32_t *out, int32_t *kept)
+/* A list is its reference count, type, size, then its array of items. */
+static const intptr_t *list_item(intptr_t list, int64_t k)
+{
+    const intptr_t *l = (const intptr_t *)list;
+    if (k < 0 || k >= l[2]) return NULL;
+    return ((const intptr_t *const *)l[3])[k];
+}
+
+intptr_t rg_list_item(intptr_t list, int64_t k)
+{
+    return (intptr_t)list_item(list, k);
+}
+
+int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t plain,
+                 int layout, intptr_t dict_offset, int32_t *out, int32_t *kept)
 {
     int32_t dead = 0, nk = 0;
     rg_mutex_lock(&A.lock);
     for (int32_t k = 0; k < n; k++) {
-        const intptr_t *o = (const intptr_t *)objs[k];
+        int32_t s = slots ? slots[k] : k;
+        const intptr_t *o = list_item(registry, s);
         if (!o || o[0] != 1) continue;                  /* held by more than the registry */
-        int32_t s = slots[k], at = s >= 0 && s < A.nslots ? A.slot_node[s] : SLOT_FREE;
+        int32_t at = s < A.nslots ? A.slot_node[s] : SLOT_FREE;
         if (at == SLOT_CLAIMED) continue;
-        int is_plain = o[1] == plain && (dict_offset <= 0 ||
-                       *(const intptr_t *)((const char *)o + dict_offset) == 0);
-        if (at < 0 || is_plain) out[dead++] = s;
-        else out[n - 1 - nk++] = s;
+        if (at < 0 || (o[1] == plain && !has_attributes(o, layout, dict_offset)))
+            out[dead++] = s;
+        else
+            out[n - 1 - nk++] = s;
     }
     rg_mutex_unlock(&A.lock);
     *kept = nk;

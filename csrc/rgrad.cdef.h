@@ -136,25 +136,34 @@ int rg_is_child(int32_t h, int32_t parent);  /* 1 if h's node is a child of pare
 /* One Python object per node (rgrad/engine.py, _children). rg_children writes,
    for each of h's children (at most cap), the handle bound to it, or -1 if
    none is, and returns how many children h has. rg_bind_children binds each
-   free handle hs[j] to h's child number ks[j]; all or nothing. */
+   free handle hs[j] to h's child number ks[j], unless that child has a handle
+   already (bound since, or the same child listed twice): got[j] is the handle
+   the child has after the call, hs[j] or that one (then hs[j] stays free).
+   RG_EHANDLE, and nothing bound, if a handle is not free or a ks[j] is out of
+   range. */
 int32_t rg_children(int32_t h, int32_t *out, int32_t cap);
-int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m);
+int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m, int32_t *got);
 /* micrograd code assigning `_prev`: h's node gets these n children and becomes
    an op defined in Python. Nothing changes if they are its children already
    (as a set). RG_EUSED if another node has h's node as a child, RG_EBUILTIN if
    a built-in op made it, RG_ECYCLE for h's own node among them. */
 int rg_set_children(int32_t h, const int32_t *children, int32_t n);
-/* Collection's view of Python objects (rgrad/collection.py). rg_probe reads an
-   object's reference count, type and dict pointer (at dict_offset), so that
-   Python can check the layout rg_sweep relies on. rg_sweep looks at n objects
-   objs[k] (addresses, 0 to skip) holding slots[k]: one that only the registry
-   holds (reference count 1) is dead if its slot names no node or if it is a
-   `plain` instance without a dict, and kept otherwise (an instance of a
-   subclass, or with attributes: it lives as long as its node). Dead slots go
-   to out[0..returned), kept ones to out[n - *kept..n). */
-void rg_probe(intptr_t obj, intptr_t dict_offset, intptr_t *out);
-int32_t rg_sweep(const int32_t *slots, const intptr_t *objs, int32_t n, intptr_t plain,
-                 intptr_t dict_offset, int32_t *out, int32_t *kept);
+/* Collection's view of Python objects (rgrad/collection.py). Where a Python
+   object keeps its attributes: a dict pointer at dict_offset, or CPython
+   3.11's layout (see csrc/objects.c). rg_probe reads an object's reference
+   count, type and whether it has attributes, and rg_list_item the address of
+   item k of a list (0 past its end), so that Python can check that the
+   layout holds. rg_sweep looks at the objects the list `registry` holds at
+   slots[0..n) (at 0..n if slots is NULL): one that only the registry holds
+   (reference count 1) is dead if its slot names no node or if it is a
+   `plain` instance without attributes, and kept otherwise (an instance of a
+   subclass, or one with attributes: it lives as long as its node). Dead
+   slots go to out[0..returned), kept ones to out[n - *kept..n). */
+enum { RG_LAYOUT_DICT = 1, RG_LAYOUT_311 = 2 };
+void rg_probe(intptr_t obj, int layout, intptr_t dict_offset, intptr_t *out);
+intptr_t rg_list_item(intptr_t list, int64_t k);
+int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t plain,
+                 int layout, intptr_t dict_offset, int32_t *out, int32_t *kept);
 
 /* Ops defined in Python (Value(data, _children, _op) and _backward closures).
    rg_custom makes an RG_PY node with the given data and children;

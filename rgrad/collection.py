@@ -9,11 +9,21 @@ object make no call, so no asynchronous exception (KeyboardInterrupt, a
 signal handler raising) and no other thread can come between them: a slot is
 either free, or held by a registered object that owns it.
 
+A node has at most one Value object while that object lives: C maps each
+node to its handle (csrc/objects.c), and `_prev` returns the registry's
+object for a child that has one (engine.py, `_children`, which reads the
+registry with collection excluded).
+
 Values have no `__del__`. A Value has died when the registry holds the only
-reference to it (sys.getrefcount); collection finds those, tells C to free
-their slots (and to compact the arena when due), then puts the slots back on
-the free list. Every step either is one C call or can be repeated: a
-collection cut short by an exception is finished by the next one.
+reference to it; collection finds those (C reads the reference counts,
+rg_sweep, or Python does where C cannot read this Python's objects), tells C
+to free their slots (and to compact the arena when due), then puts the slots
+back on the free list. A Value that only the registry holds but that is an
+instance of a subclass, or has attributes of its own, is kept as long as its
+node lives, and is no root: micrograd's graph keeps its objects, and code
+that finds such a node again expects that object. Every step either is one C
+call or can be repeated: a collection cut short by an exception is finished
+by the next one.
 
 Most Values die young. The free list holds at most `_BATCH` slots (the rest
 wait in `_spare`); when it runs out, every slot of the batch it was refilled
@@ -33,17 +43,17 @@ A collection never waits on itself: one asked for on a thread that is already
 collecting (a finalizer or a signal handler running inside it) is skipped,
 and the op that asked lets the arena grow instead.
 
-This needs CPython's reference counts. Known gap: calling `Value.__init__` a
-second time on a live Value registers it under a second slot, and the first
-one then stays in use until the process ends (checking for it would cost
-every `Value(x)` more than the rest of the call).
+This needs CPython's reference counts. Known gaps: a finalizer or signal
+handler that reads `_prev` while its thread is collecting gets Values of its
+own for the children, not the nodes' objects (the registry cannot be read
+then). Calling `Value.__init__` a second time on a live Value registers it
+under a second slot, and the first one then stays in use until the process
+ends (checking for it would cost every `Value(x)` more than the rest of the
+call).
 """
 import os
 import sys
 import threading
-from itertools import compress, repeat
-from operator import eq
-
 from ._rgrad import ffi, lib
 
 _reg = []                # slot -> the Value holding it, or None
@@ -85,7 +95,7 @@ def more_slots():
     """Refills _free (it is empty): looks for dead Values, among the young
     ones or in the whole registry once it has doubled since the last time,
     then takes a chunk of spare slots, or makes new ones."""
-    global _nslots, _reg, _free, _batch, _spare
+    global _free, _batch
     if _nslots >= _sweep_at:
         collect(force=False)
     elif _batch:
@@ -93,19 +103,27 @@ def more_slots():
     if _free:
         return
     if not _spare:
-        n0 = _nslots
-        fresh = list(range(n0 + _CHUNK - 1, n0 - 1, -1))
-        nones = [None] * _CHUNK
-        if _nslots == n0:       # (else another thread made slots meanwhile)
-            _nslots = n0 + _CHUNK   # these three in one go: no call between them
-            _reg += nones
-            _spare += fresh
+        # The registry changes size only with collection excluded (C reads
+        # it then); on a thread that is collecting, it is excluded already.
+        if not _run(_grow):
+            _grow()
         if not _spare:
             return
     batch = _spare[-_BATCH:]
     del _spare[-_BATCH:]        # these three in one go: no call between them
     _free += batch
     _batch = batch
+
+
+def _grow():
+    global _nslots, _reg, _spare
+    n0 = _nslots
+    fresh = list(range(n0 + _CHUNK - 1, n0 - 1, -1))
+    nones = [None] * _CHUNK
+    if _nslots == n0 and not _spare:   # (else another thread made slots meanwhile)
+        _nslots = n0 + _CHUNK   # these three in one go: no call between them
+        _reg += nones
+        _spare += fresh
 
 
 def take(obj):
@@ -128,8 +146,9 @@ def collect(force=True):
 
 
 def _run(step, *args):
-    """Runs a collection step under the lock, unless this thread is already
-    collecting (then it returns False at once: it never waits on itself)."""
+    """Runs step(*args) with collection excluded (a collection step, or a read
+    of the registry), unless this thread is already collecting (then it returns
+    False at once: it never waits on itself)."""
     if getattr(_local, "collecting", False):
         return False
     _local.collecting = True
@@ -141,6 +160,9 @@ def _run(step, *args):
     return True
 
 
+exclusive = _run
+
+
 def collecting():
     """Whether this thread is inside a collection."""
     return getattr(_local, "collecting", False)
@@ -150,12 +172,14 @@ def _collect(force):
     global _releasing, _sweep_at
     _resume()
     while True:
-        dead = _dead_slots()
-        weak = _weak_slots()
+        dead, kept = _sweep()
+        weak = _weak_slots() + kept
         _releasing = dead
         compacted = lib.rg_collect(ffi.new("int32_t[]", dead), len(dead),
                                    ffi.new("int32_t[]", weak), len(weak), force)
         _finish_release()
+        if compacted:
+            _release([s for s in kept if not lib.rg_valid(s)])  # their nodes went
         # Dropping a freed node's closure may leave Values that only it held
         # (a Python op's input made by another Python op): go again.
         if not (_forget_freed_nodes() and compacted):
@@ -169,15 +193,18 @@ def _collect(force):
 
 def _collect_young():
     """Frees the slots of the Values of the last batch that have died."""
-    global _releasing, _batch
+    global _batch
     _resume()
     n = len(_reg)
     batch = [s for s in _batch if s < n]    # (the table may have shrunk since)
     _batch = []
-    # read and counted in one pass that runs no Python code: 2 is the
-    # registry and the pass itself
-    dead = list(compress(batch, map(eq, map(sys.getrefcount, map(_reg.__getitem__, batch)),
-                                    repeat(2))))
+    dead, _ = _sweep(batch)
+    _release(dead)
+
+
+def _release(dead):
+    """Frees the slots of these dead Values (no compaction)."""
+    global _releasing
     if dead:
         _releasing = dead
         lib.rg_collect(ffi.new("int32_t[]", dead), len(dead), ffi.NULL, 0, -1)
@@ -194,10 +221,81 @@ def _resume():
         _finish_release()
 
 
-def _dead_slots():
-    """Slots whose Value only the registry refers to."""
-    counts = map(sys.getrefcount, _reg)           # 2: the registry and the call
-    return list(compress(range(len(_reg)), map(eq, counts, repeat(2))))
+def _sweep(slots=None):
+    """Of these slots (None: all), those whose Value has died (only the
+    registry holds it), and those whose Value only the registry holds but is
+    kept as long as its node lives: an instance of a subclass, or one with
+    attributes of its own (micrograd's Values live as long as the graph that
+    holds them, and the node's object must be the same one while it does).
+    Either kind whose node is freed has died. Runs with collection excluded."""
+    n = len(_reg) if slots is None else len(slots)
+    if _probe_ok:
+        out = ffi.new("int32_t[]", n)
+        kept = ffi.new("int32_t *")
+        dead = lib.rg_sweep(id(_reg), ffi.NULL if slots is None else ffi.new("int32_t[]", slots),
+                            n, _plain, _layout, _dict_offset, out, kept)
+        return ffi.unpack(out, dead), ffi.unpack(out + (n - kept[0]), kept[0])
+    # the same in Python, where C cannot read objects (not CPython's layout)
+    # (3: the registry, the list and the call)
+    if slots is None:
+        slots = range(n)
+    objs = list(map(_reg.__getitem__, slots))
+    counts = list(map(sys.getrefcount, objs))
+    del objs
+    alone = [s for s, c in zip(slots, counts) if c == 3 and _reg[s] is not None]
+    dead, kept = [], []
+    for s in alone:
+        v = _reg[s]
+        if not lib.rg_valid(s) or (type(v) is _value_type and not v.__dict__):
+            dead.append(s)
+        else:
+            kept.append(s)
+    return dead, kept
+
+
+_probe_ok = False       # rg_sweep can read Value objects (set by init)
+_plain = 0              # id(Value)
+_layout = 0             # where a Value keeps its attributes: lib.RG_LAYOUT_*
+_dict_offset = 0        # (its dict pointer, for RG_LAYOUT_DICT)
+
+
+def init(value_type):
+    """Called once Value is defined: finds out whether C can read Value
+    objects as this Python lays them out (see csrc/objects.c)."""
+    global _value_type, _probe_ok, _plain, _layout, _dict_offset
+    _value_type = value_type
+    _plain, _dict_offset = id(value_type), value_type.__dictoffset__
+    if _dict_offset > 0:
+        _layout = lib.RG_LAYOUT_DICT
+    elif sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11):
+        _layout = lib.RG_LAYOUT_311
+    else:
+        return
+    _probe_ok = _layout_holds(value_type)
+
+
+def _layout_holds(cls):
+    out = ffi.new("intptr_t[3]")
+
+    def probe(obj):
+        lib.rg_probe(id(obj), _layout, _dict_offset, out)
+        return out[0], out[1], out[2]
+
+    # (probe's argument is one more reference, as is sys.getrefcount's)
+    obj = object.__new__(cls)
+    ok = probe(obj) == (sys.getrefcount(obj), _plain, 0)
+    held = [obj]
+    ok &= probe(obj)[0] == sys.getrefcount(obj) == 3
+    del held
+    obj.a = obj.b = 1
+    ok &= probe(obj)[2] == 1
+    del obj.a, obj.b
+    ok &= probe(obj)[2] == 0
+    obj.__dict__["c"] = 1          # the dict made
+    ok &= probe(obj)[2] == 1
+    items = [obj, None]
+    ok &= [lib.rg_list_item(id(items), k) for k in range(3)] == [id(obj), id(None), 0]
+    return ok
 
 
 def _finish_release():

@@ -1,11 +1,13 @@
 """Value: micrograd's autograd scalar, as a handle to a node in rgrad's C arena.
 
-A Value holds one int, its handle: a slot of the handle table that names a
-node. Each operator is one C call that appends a node to the arena and binds
-the slot that Python chose for the result (rgrad/collection.py keeps the free
-slots, the registry of which object holds each slot, and collection). The C
-side holds the formulas (csrc/rgrad.c); this file only dispatches and turns
-result codes into exceptions.
+A Value holds its handle, a slot of the handle table that names a node, and
+whatever attributes code gives it. Each operator is one C call that appends a
+node to the arena and binds the slot that Python chose for the result
+(rgrad/collection.py keeps the free slots, the registry of which object holds
+each slot, and collection). A node has one Value object while it lives:
+`_prev` gives the object that holds the child's handle. The C side holds the
+formulas (csrc/rgrad.c) and the graph as Python sees it (csrc/objects.c);
+this file only dispatches and turns result codes into exceptions.
 
 Ops defined in Python (micrograd's extension pattern: `Value(data, (self,),
 'tanh')` and an `out._backward` closure) are RG_PY nodes. Python keeps what
@@ -30,6 +32,12 @@ _ERRORS = {
     lib.RG_EOVERFLOW: (OverflowError, "numerical result out of range"),
     lib.RG_ENOMEM: (MemoryError, "rgrad: no memory left to grow the node arena"),
     lib.RG_EHANDLE: (ValueError, "rgrad: this Value does not hold a live handle"),
+    lib.RG_EUSED: (ValueError, "rgrad: cannot give this Value new children (_prev): "
+                   "other Values were computed from it, and they would not follow"),
+    lib.RG_EBUILTIN: (ValueError, "rgrad: cannot give this Value new children (_prev): "
+                      "a built-in op made it, and its backward is that op's; make it "
+                      "with Value(data, children, op) to define both in Python"),
+    lib.RG_ECYCLE: (ValueError, "rgrad: a Value cannot be its own child (_prev)"),
 }
 _RG_PYGRAPH = lib.RG_PYGRAPH
 _RG_EBUDGET = lib.RG_EBUDGET
@@ -119,21 +127,25 @@ def _real(x):
 _new = object.__new__
 
 
-def _binary(with_value, with_const):
+def _binary(with_value, with_const, negate=False):
     """An operator method: one C call with the other operand's handle, or with
-    it as a constant. with_value None: a Value operand is not supported."""
+    it as a constant (negated first if negate is set: micrograd's `a - c` is
+    `a + (-c)`, where -0 is 0, not -0.0). with_value None: a Value operand is
+    not supported."""
     def op(self, other):
         a, t = self._s, type(other)
         if t is Value:                      # the common cases first, cheaply
             b, fn = other._s, with_value
         elif t is float or t is int:        # cffi converts, with float()'s errors
-            b, fn = other, with_const
+            b, fn = (-other if negate else other), with_const
         elif isinstance(other, Value):
             b, fn = other._s, with_value
         else:
             b, fn = _real(other), with_const
             if b is None:
                 return NotImplemented
+            if negate:
+                b = -b
         if fn is None:
             return NotImplemented
         out = _new(Value)
@@ -187,7 +199,7 @@ def _bound(vs, hs, fn, *args):
 
 _OP_NAMES = {
     lib.RG_LEAF: "", lib.RG_ADD: "+", lib.RG_ADDC: "+", lib.RG_MUL: "*",
-    lib.RG_MULC: "*", lib.RG_NEG: "neg", lib.RG_RELU: "ReLU",
+    lib.RG_MULC: "*", lib.RG_NEG: "*", lib.RG_RELU: "ReLU",
     lib.RG_TANH: "tanh", lib.RG_EXP: "exp", lib.RG_LOG: "log",
     lib.RG_SIGMOID: "sigmoid", lib.RG_SOFTPLUS: "softplus", lib.RG_POWV: "**",
     lib.RG_PY: "",
@@ -250,20 +262,55 @@ def _contents(cell):
 
 
 def _children(v):
-    """v's children in order, each as a new Value."""
-    s = v._s
+    """v's children in order, each as the one Value object of its node: the
+    object Python holds for it, or a new one (that stays the node's object
+    while it lives)."""
     out = []
+    if not _c.exclusive(_find_children, v._s, out):
+        _new_children(v._s, out)
+    return out
+
+
+def _find_children(s, out):
+    # Runs with collection excluded: an object that only the registry holds,
+    # read from it here, cannot be freed by a collection that has counted it
+    # dead already.
+    n = _check(lib.rg_children(s, ffi.NULL, 0))
+    hs = ffi.new("int32_t[]", n)
+    n = min(n, _check(lib.rg_children(s, hs, n)))
+    objs = [_reg[h] if h >= 0 else None for h in ffi.unpack(hs, n)]
+    missing = [k for k, o in enumerate(objs) if o is None]
+    if missing:
+        vs, fresh = _fresh(len(missing))
+        ks = ffi.new("int32_t[]", missing)
+        got = ffi.new("int32_t[]", len(missing))
+        rc = lib.rg_bind_children(s, ks, fresh, len(missing), got)
+        if rc:
+            _made(rc, lib.rg_bind_children, s, ks, fresh, len(missing), got)
+        # a child listed twice gets the Value made for its first place; the
+        # Value made for the second was not bound, and is dropped
+        for k, h in zip(missing, ffi.unpack(got, len(missing))):
+            objs[k] = _reg[h]
+        del vs
+    out.extend(objs)
+
+
+def _new_children(s, out):
+    # This thread is collecting (a finalizer or a signal handler running inside
+    # a collection reads _prev): the registry cannot be read safely, so each
+    # child gets a Value of its own, which is not the node's object.
     for k in range(_check(lib.rg_nchildren(s))):
         (c,), hs = _fresh(1)
         out.append(_bound([c], hs, lib.rg_child, s, k, c._s)[0])
-    return out
 
 
 class Value:
     """A scalar that remembers how it was computed, so that `backward()` can
     fill in d(root)/d(self) for everything it depends on."""
 
-    __slots__ = ("_s",)
+    # _s: the handle. A __dict__ and weak references, as any Python object
+    # has (micrograd code stores its own attributes on Values).
+    __slots__ = ("_s", "__dict__", "__weakref__")
 
     def __init__(self, data, _children=(), _op="", label=""):
         x = _number(data)
@@ -292,7 +339,7 @@ class Value:
 
     __add__ = _binary(lib.rg_add, lib.rg_addc)             # self + other
     __radd__ = _binary(None, lib.rg_addc)                  # other + self
-    __sub__ = _binary(lib.rg_sub, lib.rg_subc)             # self - other
+    __sub__ = _binary(lib.rg_sub, lib.rg_addc, negate=True)  # self + (-other)
     __rsub__ = _binary(None, lib.rg_rsubc)                 # other - self
     __mul__ = _binary(lib.rg_mul, lib.rg_mulc)             # self * other
     __rmul__ = _binary(None, lib.rg_mulc)                  # other * self
@@ -336,10 +383,17 @@ class Value:
 
     @_backward.setter
     def _backward(self, fn):
-        # the node becomes an op defined in Python, run by calling fn
+        # the node becomes an op defined in Python, run by calling fn; a
+        # function that does nothing (micrograd's `lambda: None`) changes
+        # nothing but drops a closure given before
         if not callable(fn):
             raise TypeError("_backward must be callable")
-        s = self._s
+        if _does_nothing(fn):
+            s = getattr(self, "_s", None)
+            if s is not None and _closures:
+                _closures.pop(lib.rg_id(s), None)
+            return
+        s = _handle(self)
         _check(lib.rg_make_custom(s))
         _closures[lib.rg_id(s)] = (fn, _c.closure_cells(fn, s))
 
@@ -349,9 +403,11 @@ class Value:
 
     @label.setter
     def label(self, text):
-        s = self._s
-        _check(lib.rg_flag(s))
-        _labels[lib.rg_id(s)] = str(text)
+        s = _handle(self)
+        text = str(text)
+        if text or _labels:
+            _check(lib.rg_flag(s))
+            _labels[lib.rg_id(s)] = text
 
     def backward(self):
         """Set this node's grad to 1 and add d(self)/d(node) into the grad of
@@ -371,7 +427,12 @@ class Value:
 
     @data.setter
     def data(self, x):
-        _check(lib.rg_set_data(self._s, _number(x)))
+        try:
+            s = self._s
+        except AttributeError:      # a subclass's own __init__ making a leaf
+            _make_leaf(self, _number(x))
+            return
+        _check(lib.rg_set_data(s, _number(x)))
 
     @property
     def grad(self):
@@ -382,12 +443,27 @@ class Value:
 
     @grad.setter
     def grad(self, x):
-        _check(lib.rg_set_grad(self._s, _number(x)))
+        _check(lib.rg_set_grad(_handle(self), _number(x)))
 
     @property
     def _prev(self):
-        """The children, as a set of Values (as micrograd keeps them)."""
+        """The children, as a set of Values (as micrograd keeps them): each
+        child's one Value object."""
         return set(_children(self))
+
+    @_prev.setter
+    def _prev(self, children):
+        # micrograd's Value(data, children, op) assigns this: the node becomes
+        # an op defined in Python with these children
+        kids = tuple(children)
+        for k in kids:
+            if not isinstance(k, Value):
+                raise TypeError(f"_prev must hold Values, not {type(k).__name__!r}")
+        s = _handle(self)
+        hs = ffi.new("int32_t[]", [k._s for k in kids])
+        rc = lib.rg_set_children(s, hs, len(kids))
+        if rc:
+            _made(rc, lib.rg_set_children, s, hs, len(kids))
 
     @property
     def _op(self):
@@ -398,18 +474,23 @@ class Value:
         op = _check(lib.rg_op(self._s))
         return _op_name(op, lib.rg_arg(self._s))
 
-    def __eq__(self, other):
-        # handles to one node are one Value (as a micrograd object is itself)
-        if isinstance(other, Value):
-            return bool(lib.rg_same(self._s, other._s))
-        return NotImplemented
+    @_op.setter
+    def _op(self, name):
+        s = _handle(self)
+        name = str(name)
+        i = lib.rg_id(s)
+        if i not in _names and name == _op_name(_check(lib.rg_op(s)), lib.rg_arg(s)):
+            return                  # what it says already: nothing to keep
+        _check(lib.rg_flag(s))
+        _names[i] = name
 
-    def __hash__(self):
-        return _check(lib.rg_id(self._s))
+    # == and hash are object identity, as in micrograd: a node has one object.
 
     def __reduce__(self):
-        # pickle and copy give a leaf with the same data and grad
-        return (_leaf, (self.data, self.grad))
+        # pickle and copy give a leaf of the same class with the same data,
+        # grad, label, op name and attributes (not the graph below it)
+        state = getattr(self, "__dict__", None) or None
+        return (_restore, (type(self), self.data, self.grad, self.label, self._op, state))
 
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
@@ -478,12 +559,56 @@ class Function:
 
 
 def _leaf(data, grad):
+    # what pickles of Values made by earlier versions call
     v = Value(data)
     v.grad = grad
     return v
 
 
-_c._value_type = Value
+def _restore(cls, data, grad, label, op, state):
+    v = _new(cls)
+    _make_leaf(v, _number(data))
+    v.grad = grad
+    if label:
+        v.label = label
+    if op:
+        v._op = op
+    if state:
+        v.__dict__.update(state)
+    return v
+
+
+def _make_leaf(obj, x):
+    """Makes obj, which holds no handle yet, a leaf holding x."""
+    s = _c.take(obj)
+    rc = lib.rg_leaf(s, x)
+    if rc:
+        _made(rc, lib.rg_leaf, s, x)
+    return s
+
+
+def _handle(v):
+    """v's handle; a leaf of 0 first if it has none yet (a subclass's own
+    __init__ assigning grad, _prev or _op before data)."""
+    try:
+        return v._s
+    except AttributeError:
+        return _make_leaf(v, 0.0)
+
+
+_NOTHING = (lambda: None).__code__
+
+
+def _does_nothing(fn):
+    """Whether calling fn() certainly does nothing: a plain function whose
+    whole body is `return None` (`lambda: None`, `def f(): pass`)."""
+    code = getattr(fn, "__code__", None)
+    return (type(fn) is type(_does_nothing) and code is not None
+            and code.co_code == _NOTHING.co_code and code.co_consts == _NOTHING.co_consts
+            and code.co_argcount == 0 and fn.__closure__ is None)
+
+
+_c.init(Value)
 
 if os.environ.get("RGRAD_MAX_NODES"):
     try:

@@ -31,6 +31,25 @@ class Optimizer:
         self._h = ffi.new("int32_t[]", [p._s for p in self.params])
         self._zeros = ffi.new("double[]", self._n)
 
+    # Pickle and copy: the C arrays become lists, and the handles are taken
+    # again from the parameters (copied along with the optimizer).
+    _buffers = ()
+
+    def __getstate__(self):
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_h", "_zeros")}
+        for k in self._buffers:
+            if state.get(k) is not None:
+                state[k] = list(state[k])
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._h = ffi.new("int32_t[]", [p._s for p in self.params])
+        self._zeros = ffi.new("double[]", self._n)
+        for k in self._buffers:
+            if state.get(k) is not None:
+                setattr(self, k, ffi.new("double[]", state[k]))
+
     def zero_grad(self) -> None:
         """Set every parameter's grad to zero."""
         _check(lib.rg_set_many(self._h, self._n, lib.RG_GRAD, self._zeros))
@@ -43,6 +62,8 @@ class SGD(Optimizer):
     """p -= lr * g, where g is the grad plus weight_decay * p, and with momentum
     the running sum buf = momentum * buf + g takes g's place. With the defaults
     this is exactly micrograd's `p.data -= lr * p.grad`."""
+
+    _buffers = ("_velocity",)
 
     def __init__(self, params: Iterable[Value], lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0) -> None:
@@ -69,6 +90,8 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """Adam (Kingma and Ba), computed as torch.optim.Adam computes it."""
+
+    _buffers = ("_m", "_v")
 
     def __init__(self, params: Iterable[Value], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
