@@ -227,6 +227,68 @@ out:
     return rc;
 }
 
+/* ---- constant operands ------------------------------------------------------
+
+   micrograd makes a leaf Value for the constant of `a + c`, `a * c` and
+   `-a` (that is `a * -1`); rgrad keeps the constant in the node, and shows
+   Python a leaf for it (rgrad/graph.py), which gathers after each backward
+   what micrograd's would: the node's grad (for + c), or the other operand's
+   data times it (for * c). */
+
+int rg_constant(int32_t h, double *value, double *grad)
+{
+    int rc = 1;
+    rg_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    const rg_node *z = i >= 0 ? &A.nodes[i] : NULL;
+    if (!z) rc = RG_EHANDLE;
+    else if (z->op == RG_ADDC) { *value = z->arg; *grad = z->grad; }
+    else if (z->op == RG_MULC) { *value = z->arg; *grad = A.nodes[z->a].data * z->grad; }
+    else if (z->op == RG_NEG) { *value = -1.0; *grad = A.nodes[z->a].data * z->grad; }
+    else rc = 0;
+    rg_mutex_unlock(&A.lock);
+    return rc;
+}
+
+/* Which of the n nodes of handles hs root's graph holds (out[k] = 1), for
+   the leaves Python shows for constants. One walk down from root, as
+   backward's; bit 1 of A.mark marks the walk, bit 2 the nodes asked about,
+   bit 4 those it met. */
+int rg_reached(int32_t root, const int32_t *hs, int32_t n, uint8_t *out)
+{
+    rg_mutex_lock(&A.lock);
+    int32_t r = node_of(root);
+    if (r < 0 || n < 0) {
+        rg_mutex_unlock(&A.lock);
+        return RG_EHANDLE;
+    }
+    uint8_t *mark = A.mark;
+    for (int32_t k = 0; k < n; k++) {
+        int32_t i = node_of(hs[k]);
+        if (i >= 0) mark[i] |= 2;
+    }
+    int32_t pending = 1;
+    mark[r] |= 1;
+    for (int32_t i = r; pending > 0; i--) {
+        if (!(mark[i] & 1)) continue;
+        mark[i] = (uint8_t)((mark[i] & ~1) | (mark[i] & 2 ? 4 : 0));
+        pending--;
+        const rg_node *z = &A.nodes[i];
+        if (z->a >= 0 && !(mark[z->a] & 1)) { mark[z->a] |= 1; pending++; }
+        if (z->b >= 0 && !(mark[z->b] & 1)) { mark[z->b] |= 1; pending++; }
+    }
+    for (int32_t k = 0; k < n; k++) {
+        int32_t i = node_of(hs[k]);
+        out[k] = i >= 0 && (mark[i] & 4);
+    }
+    for (int32_t k = 0; k < n; k++) {
+        int32_t i = node_of(hs[k]);
+        if (i >= 0) mark[i] = 0;
+    }
+    rg_mutex_unlock(&A.lock);
+    return RG_OK;
+}
+
 /* ---- new children --------------------------------------------------------- */
 
 /* Whether node i's children are, as a set, the n nodes idx. Uses A.mark

@@ -638,7 +638,7 @@ static int resolve(const int32_t *hs, int64_t n, int32_t *nodes_out)
     return RG_OK;
 }
 
-int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
+int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x, const double *xc,
              int32_t nin, int32_t nout, int relu, const int32_t *out)
 {
     int rc;
@@ -651,9 +651,12 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
     idx = rg_realloc(NULL, (size_t)(nw + nout + nin + 1) * sizeof *idx);
     if (!idx) { rc = RG_ENOMEM; goto out; }
     int32_t *iw = idx, *ib = idx + nw, *ix = ib + nout;
-    if ((rc = resolve(w, nw, iw)) != RG_OK || (rc = resolve(b, nout, ib)) != RG_OK ||
-        (rc = resolve(x, nin, ix)) != RG_OK)
+    if ((rc = resolve(w, nw, iw)) != RG_OK || (rc = resolve(b, nout, ib)) != RG_OK)
         goto out;
+    for (int32_t i = 0; i < nin; i++) {       /* -1: the constant xc[i] */
+        if (x[i] == -1 && xc) ix[i] = -1;
+        else if ((ix[i] = node_of(x[i])) < 0) { rc = RG_EHANDLE; goto out; }
+    }
     if ((rc = reserve_nodes(nout * (2 * (int64_t)nin + (relu != 0)))) != RG_OK ||
         (rc = claim_slots(out, nout)) != RG_OK)
         goto out;
@@ -661,7 +664,9 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
     for (; j < nout && rc == RG_OK; j++) {
         int32_t act = ib[j];
         for (int32_t i = 0; i < nin && rc == RG_OK; i++) {   /* act = act + w[j,i] * x[i] */
-            if ((rc = push_node(RG_MUL, iw[(int64_t)j * nin + i], ix[i], 0.0)) == RG_OK &&
+            int32_t wi = iw[(int64_t)j * nin + i];
+            if ((rc = ix[i] >= 0 ? push_node(RG_MUL, wi, ix[i], 0.0)
+                                 : push_node(RG_MULC, wi, -1, xc[i])) == RG_OK &&
                 (rc = push_node(RG_ADD, act, A.n - 1, 0.0)) == RG_OK)
                 act = A.n - 1;
         }

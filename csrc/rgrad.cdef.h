@@ -89,8 +89,9 @@ int rg_leaves(const double *xs, int32_t n, const int32_t *hs);
 /* A layer of neurons in one call, as micrograd's Neuron adds its terms:
    out[j] = act(b[j] + w[j*nin+0]*x[0] + w[j*nin+1]*x[1] + ...), act relu if
    relu is set, one node per multiply and per add; handle out[j] names it.
-   All or nothing. */
-int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x,
+   An input given as a number (x[i] = -1) is the constant xc[i] in each
+   multiply, as micrograd makes a leaf for it in each. All or nothing. */
+int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x, const double *xc,
              int32_t nin, int32_t nout, int relu, const int32_t *out);
 
 /* Gradients: sets root's grad to 1 and adds into every node root depends on. */
@@ -143,6 +144,13 @@ int rg_is_child(int32_t h, int32_t parent);  /* 1 if h's node is a child of pare
    range. */
 int32_t rg_children(int32_t h, int32_t *out, int32_t cap);
 int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m, int32_t *got);
+/* The constant operand of h's node, for the leaf Python shows for it:
+   returns 1, the constant and what a backward pass that reached the node
+   added to micrograd's leaf for it, for `a + c`, `a * c` and `-a` (a * -1);
+   0 for other nodes. rg_reached sets out[k] to 1 if root's graph holds the
+   node of hs[k], else 0. */
+int rg_constant(int32_t h, double *value, double *grad);
+int rg_reached(int32_t root, const int32_t *hs, int32_t n, uint8_t *out);
 /* micrograd code assigning `_prev`: h's node gets these n children and becomes
    an op defined in Python. Nothing changes if they are its children already
    (as a set). RG_EUSED if another node has h's node as a child, RG_EBUILTIN if

@@ -85,6 +85,8 @@ _labels = {}       # id -> label
 _closures = {}     # id -> (_backward closure, its cells that hold a Value of the
                    #        node or of one of its children)
 _forwards = {}     # id -> Function subclass, for replay
+_constants = {}    # id -> the Constant leaf shown for the node's constant operand
+                   #       (rgrad/graph.py), which holds the node's Value
 
 _value_type = None  # rgrad.engine.Value, set by engine
 _CHUNK = 1024            # new slots are made this many at a time
@@ -338,17 +340,18 @@ def _trim():
 
 
 def _forget_freed_nodes():
-    """Drop what Python kept for nodes C has freed; whether a closure went."""
+    """Drop what Python kept for nodes C has freed; whether that let go of
+    Values (a closure or a Constant went)."""
     ids = ffi.new("uint64_t[]", 1024)
-    closures = len(_closures)
+    before = len(_closures) + len(_constants)
     while True:
         k = lib.rg_peek_dead(ids, 1024)
         for i in ffi.unpack(ids, k):
-            for table in (_names, _labels, _closures, _forwards):
+            for table in (_names, _labels, _closures, _forwards, _constants):
                 table.pop(i, None)
         lib.rg_drop_dead(k)
         if k < 1024:
-            return len(_closures) < closures
+            return len(_closures) + len(_constants) < before
 
 
 def closure_cells(fn, s):
@@ -372,14 +375,15 @@ def _contents(cell):
 
 def _weak_slots():
     """Slots of Values that only the registry and closure cells of their own
-    node or of its parents refer to."""
-    if not _closures:
+    node or of its parents refer to, or Constants that only `_constants`
+    holds (rgrad/graph.py: a Constant holds the Value of its node)."""
+    if not _closures and not _constants:
         return []
-    held = _closure_holders()
+    held = _holders()
     vs = [v for v, n in held.values() if n > 0]
     ns = [n for v, n in held.values() if n > 0]
     del held
-    # references: the registry, `vs`, the count itself, and the n cells
+    # references: the registry, `vs`, the count itself, and the n holders
     counts = list(map(sys.getrefcount, vs))
     weak = []
     for v, n, c in zip(vs, ns, counts):
@@ -389,10 +393,16 @@ def _weak_slots():
     return weak
 
 
-def _closure_holders():
-    """id -> [Value, number of closure cells holding it (-1: in use)]. (A
-    function of its own, so that none of its locals outlives it.)"""
+def _holders():
+    """id -> [Value, number of closure cells and unused Constants holding it
+    (-1: in use)]. (A function of its own, so that none of its locals
+    outlives it.)"""
     held = {}
+
+    def add(v, busy):
+        entry = held.setdefault(id(v), [v, 0])
+        entry[1] = -1 if busy or entry[1] < 0 else entry[1] + 1
+
     for _, cells in list(_closures.values()):
         # A cell is referenced by the closure and by `cells` (and by the count
         # itself); one more is the frame that made it, still running (between
@@ -402,6 +412,9 @@ def _closure_holders():
         for cell in cells:
             v = _contents(cell)
             if v is not None:
-                entry = held.setdefault(id(v), [v, 0])
-                entry[1] = -1 if busy or entry[1] < 0 else entry[1] + 1
+                add(v, busy)
+    for c in list(_constants.values()):
+        # held by the registry, _constants, the list, `c` and the count: a
+        # Constant no one else holds does not make its node's Value a root
+        add(c._parent, sys.getrefcount(c) > 5)
     return held

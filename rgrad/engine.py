@@ -21,7 +21,7 @@ import sys
 
 from . import collection as _c
 from ._rgrad import ffi, lib
-from .collection import _closures, _forwards, _labels, _names, collect
+from .collection import _closures, _constants, _labels, _names, collect
 
 __all__ = ["Value", "Function", "collect", "stats", "values", "get_data",
            "get_grad", "set_data", "set_max_nodes", "detect_anomaly"]
@@ -206,104 +206,6 @@ _OP_NAMES = {
 }
 
 
-def _nothing():
-    pass
-
-
-def _walk(root, backward):
-    """backward() or forward() over a graph that may hold Python ops: C runs
-    the built-in ops between them; Python runs each Python op in its turn."""
-    try:
-        lib.rg_pin(1)   # first in the try: an exception landing after it unpins
-        n = _check(lib.rg_tape(root, ffi.NULL, 0))
-        tape = ffi.new("int32_t[]", n)
-        _check(lib.rg_tape(root, tape, n))
-        pos = ffi.new("int32_t *", n - 1 if backward else 0)
-        node = ffi.new("uint64_t *")
-        if backward:
-            _check(lib.rg_set_grad(root, 1.0))
-        while True:
-            rc = lib.rg_run(tape, n, pos, backward, node)
-            if rc != _RG_PYGRAPH:
-                _check(rc)
-                return
-            i = node[0]
-            if backward:
-                entry = _closures.get(i)
-                if entry is not None:
-                    entry[0]()
-            else:
-                _replay_python_op(i)
-            pos[0] += -1 if backward else 1
-    finally:
-        lib.rg_pin(-1)
-
-
-def _replay_python_op(i):
-    entry, closure = _forwards.get(i), _closures.get(i)
-    out = None
-    if entry is not None and closure is not None:
-        cls, k = entry
-        out = _contents(closure[0].__closure__[k])
-    if not isinstance(out, Value):
-        raise RuntimeError(
-            f"forward(): the graph holds the op {_names.get(i, '')!r}, defined in "
-            "Python with a _backward closure only, and its data cannot be "
-            "recomputed; define it as an rgrad.Function to make it replayable")
-    out.data = cls.forward(*[x.data for x in _children(out)])
-    out.grad = 0.0
-
-
-def _contents(cell):
-    try:
-        return cell.cell_contents
-    except ValueError:  # the variable was deleted in its function
-        return None
-
-
-def _children(v):
-    """v's children in order, each as the one Value object of its node: the
-    object Python holds for it, or a new one (that stays the node's object
-    while it lives)."""
-    out = []
-    if not _c.exclusive(_find_children, v._s, out):
-        _new_children(v._s, out)
-    return out
-
-
-def _find_children(s, out):
-    # Runs with collection excluded: an object that only the registry holds,
-    # read from it here, cannot be freed by a collection that has counted it
-    # dead already.
-    n = _check(lib.rg_children(s, ffi.NULL, 0))
-    hs = ffi.new("int32_t[]", n)
-    n = min(n, _check(lib.rg_children(s, hs, n)))
-    objs = [_reg[h] if h >= 0 else None for h in ffi.unpack(hs, n)]
-    missing = [k for k, o in enumerate(objs) if o is None]
-    if missing:
-        vs, fresh = _fresh(len(missing))
-        ks = ffi.new("int32_t[]", missing)
-        got = ffi.new("int32_t[]", len(missing))
-        rc = lib.rg_bind_children(s, ks, fresh, len(missing), got)
-        if rc:
-            _made(rc, lib.rg_bind_children, s, ks, fresh, len(missing), got)
-        # a child listed twice gets the Value made for its first place; the
-        # Value made for the second was not bound, and is dropped
-        for k, h in zip(missing, ffi.unpack(got, len(missing))):
-            objs[k] = _reg[h]
-        del vs
-    out.extend(objs)
-
-
-def _new_children(s, out):
-    # This thread is collecting (a finalizer or a signal handler running inside
-    # a collection reads _prev): the registry cannot be read safely, so each
-    # child gets a Value of its own, which is not the node's object.
-    for k in range(_check(lib.rg_nchildren(s))):
-        (c,), hs = _fresh(1)
-        out.append(_bound([c], hs, lib.rg_child, s, k, c._s)[0])
-
-
 class Value:
     """A scalar that remembers how it was computed, so that `backward()` can
     fill in d(root)/d(self) for everything it depends on."""
@@ -417,6 +319,8 @@ class Value:
             _walk(self._s, True)
         else:
             _check(rc)
+        if _constants:      # leaves shown for constant operands gather theirs
+            _graph.after_backward(self)
 
     @property
     def data(self):
@@ -448,8 +352,8 @@ class Value:
     @property
     def _prev(self):
         """The children, as a set of Values (as micrograd keeps them): each
-        child's one Value object."""
-        return set(_children(self))
+        child's one Value object, and a leaf for a constant operand."""
+        return _graph.prev(self)
 
     @_prev.setter
     def _prev(self, children):
@@ -515,49 +419,6 @@ def _number(x):
     return c
 
 
-class Function:
-    """An op defined in Python with both a forward and a backward, which
-    `forward()` can replay (in the spirit of torch.autograd.Function):
-
-        class Cube(rgrad.Function):
-            @staticmethod
-            def forward(x):                 # input data -> output data
-                return x ** 3
-            @staticmethod
-            def backward(grad, out, x):     # d root/d out, output data, input data
-                return (3 * x ** 2 * grad,) # -> d root/d input, one per input
-
-        y = Cube.apply(v)
-    """
-
-    @staticmethod
-    def forward(*inputs):
-        raise NotImplementedError
-
-    @staticmethod
-    def backward(grad, out, *inputs):
-        raise NotImplementedError
-
-    @classmethod
-    def apply(cls, *inputs):
-        xs = tuple(x if isinstance(x, Value) else Value(x) for x in inputs)
-        out = Value(cls.forward(*[x.data for x in xs]), xs, cls.__name__)
-        del xs        # the closure finds the inputs through the node: it holds
-                      # only `out`, so a chain of these frees in one collection
-
-        def _backward():
-            xs = _children(out)
-            grads = tuple(cls.backward(out.grad, out.data, *[x.data for x in xs]))
-            if len(grads) != len(xs):
-                raise ValueError(f"{cls.__name__}.backward returned {len(grads)} "
-                                 f"grads for {len(xs)} inputs")
-            for x, g in zip(xs, grads):
-                x.grad += g
-        out._backward = _backward
-        _forwards[lib.rg_id(out._s)] = (cls, _backward.__code__.co_freevars.index("out"))
-        return out
-
-
 def _leaf(data, grad):
     # what pickles of Values made by earlier versions call
     v = Value(data)
@@ -616,7 +477,11 @@ if os.environ.get("RGRAD_MAX_NODES"):
     except ValueError as e:
         raise ValueError(f"RGRAD_MAX_NODES={os.environ['RGRAD_MAX_NODES']!r}: {e}") from None
 
-# Bulk I/O and anomaly mode live in files of their own (imported last: they
-# use what is defined above); engine still exports their names.
+# Bulk I/O, anomaly mode, the graph as micrograd code reads it and ops defined
+# in Python live in files of their own (imported last: they use what is
+# defined above); engine still exports their names.
+from . import graph as _graph  # noqa: E402
 from .anomaly import _anomaly_error, detect_anomaly  # noqa: E402
 from .bulk import get_data, get_grad, set_data, values  # noqa: E402,F401
+from .graph import Constant, _children  # noqa: E402,F401
+from .python_ops import Function, _nothing, _walk  # noqa: E402,F401

@@ -18,7 +18,7 @@ import random
 from typing import Any, Sequence
 
 from ._rgrad import ffi, lib
-from .engine import Value, _bound, _fresh, _number
+from .engine import Value, _bound, _fresh, _number, _real
 
 __all__ = ["Module", "Neuron", "Layer", "MLP"]
 
@@ -200,14 +200,22 @@ class _Plan:
         """The layer's outputs on x, in one C call, or None where x holds
         something the unfused computation could treat differently (a Value
         subclass may define its own operators; a non-number raises there)."""
-        try:
-            x = [v if type(v) is Value else Value(v) for v in x]
-        except TypeError:
-            return None
+        hs, cs = [], []
+        for v in x:
+            if type(v) is Value:
+                hs.append(v._s)
+                cs.append(0.0)
+            else:                   # a number: a constant in each multiply
+                c = _real(v)
+                if c is None:
+                    return None
+                hs.append(-1)
+                cs.append(c)
         nout = len(self.bs)
-        xh = ffi.new("int32_t[]", [v._s for v in x])
+        xh = ffi.new("int32_t[]", hs)
+        xc = ffi.new("double[]", cs)
         vs, out = _fresh(nout)
-        return _bound(vs, out, lib.rg_layer, self.w, self.b, xh, self.nin, nout,
+        return _bound(vs, out, lib.rg_layer, self.w, self.b, xh, xc, self.nin, nout,
                       self.relu, out)
 
 

@@ -12,6 +12,8 @@ how many were left out.
 """
 from collections import deque
 
+from ._rgrad import lib
+
 __all__ = ["to_dot", "draw_dot"]
 
 _RANKDIRS = ("LR", "TB")
@@ -53,7 +55,11 @@ def _check(rankdir, max_nodes):
 
 def _sorted_children(v):
     # _prev is a set: sort by node id so the picture is the same every time
-    return sorted(v._prev, key=hash)
+    return sorted(v._prev, key=_node_id)
+
+
+def _node_id(v):
+    return lib.rg_id(v._s)
 
 
 def _walk(root, max_nodes):
@@ -97,7 +103,7 @@ def _graph(root, max_nodes):
     """The drawing as plain data: nodes (name, label, shape) with labels
     already escaped for a DOT string, and edges (tail, head, style)."""
     shown, edges, cut, left_out, exact = _walk(root, max_nodes)
-    names = {v: f"v{hash(v)}" for v in shown}
+    names = {v: f"v{_node_id(v)}" for v in shown}
     nodes, lines = [], []
     for v in shown:
         fields = [f"data {_number(v.data)}", f"grad {_number(v.grad)}"]

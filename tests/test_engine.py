@@ -214,7 +214,9 @@ def test_prev_and_op_describe_the_graph():
     assert (a**2)._op == "**2"
     assert (a**0.5)._op == "**0.5"
     assert a.relu()._op == "ReLU"
-    assert (a + 1)._op == "+" and (a + 1)._prev == {a}
+    c = a + 1
+    assert c._op == "+" and a in c._prev and len(c._prev) == 2   # and a leaf for 1
+    assert {v.data for v in c._prev} == {2.0, 1.0}
 
 
 def test_a_node_has_one_object_which_compares_by_identity():

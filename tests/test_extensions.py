@@ -66,8 +66,8 @@ def test_constructor_with_children_op_and_label():
     assert (a.label, b.label, a._op, b._op) == ('a', '', '', 'double')
     assert b._prev == {a} and b.data == 3.0
     b.label = 'b'
-    (handle_to_b,) = {v for v in (b + 1)._prev}
-    assert handle_to_b.label == 'b'           # the label lives with the node
+    (handle_to_b,) = {v for v in (b * a)._prev if v is not a}
+    assert handle_to_b is b and handle_to_b.label == 'b'   # one object per node
     assert repr(b) == "Value(data=3.0, grad=0.0)"
     many = Value(1.0, (a, b, a * b, Value(4.0)), 'four')
     assert len(many._prev) == 4 and a in many._prev

@@ -1,0 +1,129 @@
+"""The graph as micrograd code sees it: a node's children (`_prev`), each as
+the one Value object of its node, and the leaves micrograd makes for constant
+operands."""
+from . import collection as _c
+from ._rgrad import ffi, lib
+from .collection import _constants
+from .engine import Value, _bound, _check, _fresh, _made, _number, _reg
+
+
+def prev(v):
+    """v._prev: its children and the leaf for its constant operand, if any."""
+    kids = set(_children(v))
+    c = _constant_leaf(v)
+    if c is not None:
+        kids.add(c)
+    return kids
+
+
+def _children(v):
+    """v's children in order, each as the one Value object of its node: the
+    object Python holds for it, or a new one (that stays the node's object
+    while it lives)."""
+    out = []
+    if not _c.exclusive(_find_children, v._s, out):
+        _new_children(v._s, out)
+    return out
+
+
+def _find_children(s, out):
+    # Runs with collection excluded: an object that only the registry holds,
+    # read from it here, cannot be freed by a collection that has counted it
+    # dead already.
+    n = _check(lib.rg_children(s, ffi.NULL, 0))
+    hs = ffi.new("int32_t[]", n)
+    n = min(n, _check(lib.rg_children(s, hs, n)))
+    objs = [_reg[h] if h >= 0 else None for h in ffi.unpack(hs, n)]
+    missing = [k for k, o in enumerate(objs) if o is None]
+    if missing:
+        vs, fresh = _fresh(len(missing))
+        ks = ffi.new("int32_t[]", missing)
+        got = ffi.new("int32_t[]", len(missing))
+        rc = lib.rg_bind_children(s, ks, fresh, len(missing), got)
+        if rc:
+            _made(rc, lib.rg_bind_children, s, ks, fresh, len(missing), got)
+        # a child listed twice gets the Value made for its first place; the
+        # Value made for the second was not bound, and is dropped
+        for k, h in zip(missing, ffi.unpack(got, len(missing))):
+            objs[k] = _reg[h]
+        del vs
+    out.extend(objs)
+
+
+def _new_children(s, out):
+    # This thread is collecting (a finalizer or a signal handler running inside
+    # a collection reads _prev): the registry cannot be read safely, so each
+    # child gets a Value of its own, which is not the node's object.
+    for k in range(_check(lib.rg_nchildren(s))):
+        (c,), hs = _fresh(1)
+        out.append(_bound([c], hs, lib.rg_child, s, k, c._s)[0])
+
+
+
+_value = ffi.new("double *")
+_grad = ffi.new("double *")
+
+
+class Constant(Value):
+    """The constant of `a + c`, `a * c` or `-a` (that is `a * -1`) as the leaf
+    micrograd makes for it: a leaf holding c, with a grad of its own. rgrad
+    keeps the constant in the node, so this leaf is made when `_prev` is first
+    read; from then on each backward() that reaches the node adds to its grad
+    what micrograd's would add (the node's grad, times the other operand's
+    data for `* c`). Made after one backward() it starts from what that call
+    gave; made after several, from what the last one alone would have given
+    (micrograd's leaf would hold the sum of what each gave, which the node's
+    grad no longer tells)."""
+
+    __slots__ = ("_parent", "_grad")
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, x):
+        self._grad = _number(x)
+
+    def __reduce__(self):
+        # pickled as the plain leaf it stands for
+        restore, args = Value.__reduce__(self)
+        return restore, (Value,) + args[1:]
+
+
+def _constant(parent):
+    """(c, what a backward() that reaches parent's node adds to micrograd's
+    leaf for c) for parent's node, or None if its op has no constant."""
+    if _check(lib.rg_constant(parent._s, _value, _grad)) == 0:
+        return None
+    return _value[0], _grad[0]
+
+
+def _constant_leaf(v):
+    """The Constant for v's node (made the first time), or None."""
+    i = lib.rg_id(v._s)
+    c = _constants.get(i) if _constants else None
+    if c is not None:
+        return c
+    got = _constant(v)
+    if got is None:
+        return None
+    c = Value.__new__(Constant)
+    c._parent, c._grad = v, got[1]
+    c.data = got[0]
+    _check(lib.rg_flag(v._s))       # so that it is dropped when v's node is freed
+    _constants[i] = c
+    return c
+
+
+def after_backward(root):
+    """A backward() from root has run: each Constant whose node it reached
+    gathers what micrograd's leaf would have."""
+    cs = list(_constants.values())
+    n = len(cs)
+    hs = ffi.new("int32_t[]", [c._parent._s for c in cs])
+    reached = ffi.new("uint8_t[]", n)
+    _check(lib.rg_reached(root._s, hs, n, reached))
+    for c, hit in zip(cs, reached):
+        if hit:
+            c._grad += _constant(c._parent)[1]
