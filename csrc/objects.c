@@ -15,7 +15,8 @@
    tombstones). It has at least twice as many entries as the handle table has
    slots, so it is at most half full. Compaction moves nodes: it rebuilds the
    map. A node bound to several handles (only while Python is collecting: see
-   rgrad/engine.py, _children) keeps the first. */
+   rgrad/graph.py, _children) maps to the first; when that one goes, to
+   another, found by a scan that runs only while such handles exist. */
 
 #define M_EMPTY UINT64_MAX
 #define M_MIN_BITS 11
@@ -23,6 +24,7 @@
 static struct {
     uint64_t *e;   /* (uint64_t)node << 32 | handle, or M_EMPTY */
     int bits;      /* 2**bits entries */
+    int64_t dups;  /* handles bound to a node that maps to another handle */
 } M;
 
 static inline uint32_t m_home(int32_t i)
@@ -42,7 +44,10 @@ void nodemap_put(int32_t i, int32_t h)
             M.e[k] = (uint64_t)(uint32_t)i << 32 | (uint32_t)h;
             return;
         }
-        if (m_node(e) == i) return;     /* it has a handle already */
+        if (m_node(e) == i) {           /* it has a handle already */
+            M.dups += m_handle(e) != h;
+            return;
+        }
     }
 }
 
@@ -64,11 +69,16 @@ static int32_t nodemap_get(int32_t i)
     return k < 0 ? -1 : m_handle(M.e[k]);
 }
 
-/* Removes node i's entry if it is handle h. */
+/* Handle h, bound to node i, goes: node i maps to another of its handles,
+   if it has one, or to none. */
 void nodemap_del(int32_t i, int32_t h)
 {
     int64_t found = m_find(i);
-    if (found < 0 || m_handle(M.e[found]) != h) return;
+    if (found < 0) return;
+    if (m_handle(M.e[found]) != h) {        /* h was not the one mapped */
+        if (M.dups > 0) M.dups--;
+        return;
+    }
     uint32_t mask = (1u << M.bits) - 1, j = (uint32_t)found;
     for (uint32_t k = (j + 1) & mask; M.e[k] != M_EMPTY; k = (k + 1) & mask) {
         uint32_t home = m_home(m_node(M.e[k]));
@@ -78,11 +88,20 @@ void nodemap_del(int32_t i, int32_t h)
         }
     }
     M.e[j] = M_EMPTY;
+    if (M.dups > 0) {
+        for (int32_t s = 0; s < A.nslots; s++)
+            if (s != h && A.slot_node[s] == i) {
+                nodemap_put(i, s);
+                M.dups--;
+                break;
+            }
+    }
 }
 
 void nodemap_rebuild(void)
 {
     if (!M.e) return;
+    M.dups = 0;
     memset(M.e, 0xff, sizeof *M.e << M.bits);
     for (int32_t h = 0; h < A.nslots; h++)
         if (A.slot_node[h] >= 0) nodemap_put(A.slot_node[h], h);
@@ -95,7 +114,7 @@ int nodemap_reserve(int64_t slots)
     int bits = M_MIN_BITS;
     while (((int64_t)1 << bits) < 2 * slots) bits++;
     if (M.e && bits == M.bits) return RG_OK;
-    if (bits > 32) return RG_ENOMEM;
+    if (bits > 31) return RG_ENOMEM;
     uint64_t *e = rg_realloc(NULL, sizeof *e << bits);
     if (!e) return RG_ENOMEM;
     free(M.e);
@@ -291,13 +310,13 @@ int rg_reached(int32_t root, const int32_t *hs, int32_t n, uint8_t *out)
 
 /* ---- new children --------------------------------------------------------- */
 
-/* Whether node i's children are, as a set, the n nodes idx. Uses A.mark
-   (all zero between calls) and leaves it so. */
+/* Whether node i's children are, as a set, the n nodes idx (1 or 0), or
+   RG_ENOMEM. Uses A.mark (all zero between calls) and leaves it so. */
 static int same_children(int32_t i, const int32_t *idx, int32_t n)
 {
     int32_t m = list_children(i, NULL, 0);
     int32_t *kids = rg_realloc(NULL, (size_t)(m ? m : 1) * sizeof *kids);
-    if (!kids) return 0;     /* then they are treated as new: still correct */
+    if (!kids) return RG_ENOMEM;
     list_children(i, kids, m);
     int same = 1;
     for (int32_t k = 0; k < m; k++) A.mark[kids[k]] = 1;
@@ -327,7 +346,10 @@ int rg_set_children(int32_t h, const int32_t *children, int32_t n)
         if (idx[k] == i) { rc = RG_ECYCLE; goto out; }
         if (idx[k] > top) top = idx[k];
     }
-    if (same_children(i, idx, n)) goto out;            /* nothing changes */
+    if ((rc = same_children(i, idx, n)) != 0) {         /* nothing changes */
+        if (rc > 0) rc = RG_OK;
+        goto out;
+    }
     rg_node *z = &A.nodes[i];
     if (z->op != RG_LEAF && z->op != RG_PY) { rc = RG_EBUILTIN; goto out; }
     for (int32_t j = i + 1; j < A.n; j++)               /* a parent of i? */
@@ -377,41 +399,41 @@ out:
 
 /* ---- Python objects, for collection --------------------------------------
 
-   CPython lays out every object as its reference count, then its type. Where
-   an instance keeps its attributes depends on the version: a dict pointer
-   dict_offset bytes in (RG_LAYOUT_DICT: 3.10, and classes with a __dict__ slot
-   before 3.11), or, in 3.11, a dict pointer three words before the object
-   and, until that dict is made, inline values four words before it, whose
-   count of attributes is the byte two before the values (RG_LAYOUT_311).
-   rg_sweep reads the objects from Python's registry, a list. rgrad/collection.py
-   checks with rg_probe and rg_list_item that the running Python is laid out
-   so before it uses rg_sweep, and otherwise does the same in Python. It calls
-   rg_sweep with collection excluded, and the registry changes size only then:
-   its array of items stays put, and the objects it holds stay alive, while C
-   reads them (None, in a free slot, is never held by the registry alone). An
-   object that only the registry holds cannot gain a reference meanwhile. */
+   CPython lays out every object as its reference count, then its type. In
+   CPython 3.11 an instance of a class with a __dict__ keeps a pointer to its
+   dict three words before the object (a dict is its reference count, type,
+   then its number of items) and, until that dict is made, inline values four
+   words before it, whose count of attributes is the byte two before the
+   values (RG_LAYOUT_311). rg_sweep reads the objects from Python's registry,
+   a list (its reference count, type, size, then its array of items).
+   rgrad/collection.py checks with rg_probe and rg_list_item that the running
+   Python is laid out so before it uses rg_sweep, and otherwise does the same
+   in Python. It calls rg_sweep holding its collection lock, and the registry
+   changes size only under that lock: its array of items stays put, and the
+   objects it holds stay alive, while C reads them (None, in a free slot, is
+   never held by the registry alone). An object that only the registry holds
+   cannot gain a reference meanwhile: Values take no weak references, and
+   `_prev` reads the registry under the same lock. */
 
-static int has_attributes(const intptr_t *o, int layout, intptr_t dict_offset)
+static int has_attributes(const intptr_t *o, int layout)
 {
-    if (layout == RG_LAYOUT_DICT)
-        return *(const intptr_t *)((const char *)o + dict_offset) != 0;
     if (layout == RG_LAYOUT_311) {
-        if (o[-3]) return 1;
+        const intptr_t *dict = (const intptr_t *)o[-3];
+        if (dict) return dict[2] != 0;
         const uint8_t *values = (const uint8_t *)o[-4];
         return values && values[-2] != 0;
     }
     return 1;
 }
 
-void rg_probe(intptr_t obj, int layout, intptr_t dict_offset, intptr_t *out)
+void rg_probe(intptr_t obj, int layout, intptr_t *out)
 {
     const intptr_t *o = (const intptr_t *)obj;
     out[0] = o[0];
     out[1] = o[1];
-    out[2] = has_attributes(o, layout, dict_offset);
+    out[2] = has_attributes(o, layout);
 }
 
-/* A list is its reference count, type, size, then its array of items. */
 static const intptr_t *list_item(intptr_t list, int64_t k)
 {
     const intptr_t *l = (const intptr_t *)list;
@@ -425,7 +447,7 @@ intptr_t rg_list_item(intptr_t list, int64_t k)
 }
 
 int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t plain,
-                 int layout, intptr_t dict_offset, int32_t *out, int32_t *kept)
+                 int layout, int32_t *out, int32_t *kept)
 {
     int32_t dead = 0, nk = 0;
     rg_mutex_lock(&A.lock);
@@ -435,7 +457,7 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
         if (!o || o[0] != 1) continue;                  /* held by more than the registry */
         int32_t at = s < A.nslots ? A.slot_node[s] : SLOT_FREE;
         if (at == SLOT_CLAIMED) continue;
-        if (at < 0 || (o[1] == plain && !has_attributes(o, layout, dict_offset)))
+        if (at < 0 || (o[1] == plain && !has_attributes(o, layout)))
             out[dead++] = s;
         else
             out[n - 1 - nk++] = s;

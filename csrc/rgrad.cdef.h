@@ -156,22 +156,22 @@ int rg_reached(int32_t root, const int32_t *hs, int32_t n, uint8_t *out);
    (as a set). RG_EUSED if another node has h's node as a child, RG_EBUILTIN if
    a built-in op made it, RG_ECYCLE for h's own node among them. */
 int rg_set_children(int32_t h, const int32_t *children, int32_t n);
-/* Collection's view of Python objects (rgrad/collection.py). Where a Python
-   object keeps its attributes: a dict pointer at dict_offset, or CPython
-   3.11's layout (see csrc/objects.c). rg_probe reads an object's reference
-   count, type and whether it has attributes, and rg_list_item the address of
-   item k of a list (0 past its end), so that Python can check that the
-   layout holds. rg_sweep looks at the objects the list `registry` holds at
-   slots[0..n) (at 0..n if slots is NULL): one that only the registry holds
-   (reference count 1) is dead if its slot names no node or if it is a
-   `plain` instance without attributes, and kept otherwise (an instance of a
-   subclass, or one with attributes: it lives as long as its node). Dead
-   slots go to out[0..returned), kept ones to out[n - *kept..n). */
-enum { RG_LAYOUT_DICT = 1, RG_LAYOUT_311 = 2 };
-void rg_probe(intptr_t obj, int layout, intptr_t dict_offset, intptr_t *out);
+/* Collection's view of Python objects (rgrad/collection.py), on CPython
+   3.11 (RG_LAYOUT_311: where an object keeps its attributes; see
+   csrc/objects.c). rg_probe reads an object's reference count, type and
+   whether it has attributes, and rg_list_item the address of item k of a
+   list (0 past its end), so that Python can check that the layout holds.
+   rg_sweep looks at the objects the list `registry` holds at slots[0..n) (at
+   0..n if slots is NULL): one that only the registry holds (reference count
+   1) is dead if its slot names no node or if it is a `plain` instance without
+   attributes, and kept otherwise (an instance of a subclass, or one with
+   attributes: it lives as long as its node). Dead slots go to
+   out[0..returned), kept ones to out[n - *kept..n). */
+enum { RG_LAYOUT_311 = 2 };
+void rg_probe(intptr_t obj, int layout, intptr_t *out);
 intptr_t rg_list_item(intptr_t list, int64_t k);
 int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t plain,
-                 int layout, intptr_t dict_offset, int32_t *out, int32_t *kept);
+                 int layout, int32_t *out, int32_t *kept);
 
 /* Ops defined in Python (Value(data, _children, _op) and _backward closures).
    rg_custom makes an RG_PY node with the given data and children;

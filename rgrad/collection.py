@@ -63,7 +63,7 @@ _batch = []              # what _free was last refilled with
 _nslots = 0              # slots in _reg
 _releasing = None        # slots a cut-short collection was freeing
 _sweep_at = 4096         # look at the whole registry when it grows to this size
-_collect_lock = threading.Lock()
+_collect_lock = threading.RLock()
 _local = threading.local()
 
 
@@ -73,7 +73,7 @@ def _after_fork_in_child():
     # _resume), so the fork does not wait for it. (C's own mutex is taken
     # around fork() by handlers in csrc/rgrad.c.)
     global _collect_lock
-    _collect_lock = threading.Lock()
+    _collect_lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -153,12 +153,17 @@ def _run(step, *args):
     False at once: it never waits on itself)."""
     if getattr(_local, "collecting", False):
         return False
-    _local.collecting = True
-    try:
-        with _collect_lock:
+    # The flag means "this thread holds the lock" (more_slots relies on it),
+    # so it is set once the lock is taken. The lock is reentrant: a signal
+    # handler that runs between taking it and setting the flag runs its own
+    # step first, whole, on this thread; one that runs while this thread waits
+    # for it waits too, for the other thread that holds it.
+    with _collect_lock:
+        _local.collecting = True
+        try:
             step(*args)
-    finally:
-        _local.collecting = False
+        finally:
+            _local.collecting = False
     return True
 
 
@@ -176,9 +181,9 @@ def _collect(force):
     while True:
         dead, kept = _sweep()
         weak = _weak_slots() + kept
-        _releasing = dead
-        compacted = lib.rg_collect(ffi.new("int32_t[]", dead), len(dead),
-                                   ffi.new("int32_t[]", weak), len(weak), force)
+        dead_c, weak_c = ffi.new("int32_t[]", dead), ffi.new("int32_t[]", weak)
+        _releasing = dead       # from here to the call: no call
+        compacted = lib.rg_collect(dead_c, len(dead), weak_c, len(weak), force)
         _finish_release()
         if compacted:
             _release([s for s in kept if not lib.rg_valid(s)])  # their nodes went
@@ -208,8 +213,9 @@ def _release(dead):
     """Frees the slots of these dead Values (no compaction)."""
     global _releasing
     if dead:
-        _releasing = dead
-        lib.rg_collect(ffi.new("int32_t[]", dead), len(dead), ffi.NULL, 0, -1)
+        dead_c = ffi.new("int32_t[]", dead)
+        _releasing = dead       # from here to the call: no call
+        lib.rg_collect(dead_c, len(dead), ffi.NULL, 0, -1)
         _finish_release()
 
 
@@ -235,7 +241,7 @@ def _sweep(slots=None):
         out = ffi.new("int32_t[]", n)
         kept = ffi.new("int32_t *")
         dead = lib.rg_sweep(id(_reg), ffi.NULL if slots is None else ffi.new("int32_t[]", slots),
-                            n, _plain, _layout, _dict_offset, out, kept)
+                            n, _plain, _layout, out, kept)
         return ffi.unpack(out, dead), ffi.unpack(out + (n - kept[0]), kept[0])
     # the same in Python, where C cannot read objects (not CPython's layout)
     # (3: the registry, the list and the call)
@@ -258,29 +264,24 @@ def _sweep(slots=None):
 _probe_ok = False       # rg_sweep can read Value objects (set by init)
 _plain = 0              # id(Value)
 _layout = 0             # where a Value keeps its attributes: lib.RG_LAYOUT_*
-_dict_offset = 0        # (its dict pointer, for RG_LAYOUT_DICT)
 
 
 def init(value_type):
     """Called once Value is defined: finds out whether C can read Value
-    objects as this Python lays them out (see csrc/objects.c)."""
-    global _value_type, _probe_ok, _plain, _layout, _dict_offset
+    objects as this Python lays them out (CPython 3.11; see csrc/objects.c)."""
+    global _value_type, _probe_ok, _plain, _layout
     _value_type = value_type
-    _plain, _dict_offset = id(value_type), value_type.__dictoffset__
-    if _dict_offset > 0:
-        _layout = lib.RG_LAYOUT_DICT
-    elif sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11):
+    _plain = id(value_type)
+    if sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11):
         _layout = lib.RG_LAYOUT_311
-    else:
-        return
-    _probe_ok = _layout_holds(value_type)
+        _probe_ok = _layout_holds(value_type)
 
 
 def _layout_holds(cls):
     out = ffi.new("intptr_t[3]")
 
     def probe(obj):
-        lib.rg_probe(id(obj), _layout, _dict_offset, out)
+        lib.rg_probe(id(obj), _layout, out)
         return out[0], out[1], out[2]
 
     # (probe's argument is one more reference, as is sys.getrefcount's)
@@ -289,12 +290,15 @@ def _layout_holds(cls):
     held = [obj]
     ok &= probe(obj)[0] == sys.getrefcount(obj) == 3
     del held
-    obj.a = obj.b = 1
+    obj.a = obj.b = 1           # attributes in the inline values
     ok &= probe(obj)[2] == 1
     del obj.a, obj.b
     ok &= probe(obj)[2] == 0
-    obj.__dict__["c"] = 1          # the dict made
-    ok &= probe(obj)[2] == 1
+    other = object.__new__(cls)
+    vars(other)                 # the dict made, empty
+    ok &= probe(other)[2] == 0
+    other.c = 1
+    ok &= probe(other)[2] == 1
     items = [obj, None]
     ok &= [lib.rg_list_item(id(items), k) for k in range(3)] == [id(obj), id(None), 0]
     return ok

@@ -210,9 +210,10 @@ class Value:
     """A scalar that remembers how it was computed, so that `backward()` can
     fill in d(root)/d(self) for everything it depends on."""
 
-    # _s: the handle. A __dict__ and weak references, as any Python object
-    # has (micrograd code stores its own attributes on Values).
-    __slots__ = ("_s", "__dict__", "__weakref__")
+    # _s: the handle; a __dict__, as any Python object has (micrograd code
+    # stores its own attributes on Values). No weak references: one could
+    # bring back a Value that a collection has counted dead (rgrad/collection.py).
+    __slots__ = ("_s", "__dict__")
 
     def __init__(self, data, _children=(), _op="", label=""):
         x = _number(data)
@@ -281,6 +282,8 @@ class Value:
 
         def step():
             _check(lib.rg_node_backward(self._s))
+            if _constants:
+                _graph.after_node_backward(self)
         return step
 
     @_backward.setter
@@ -297,6 +300,7 @@ class Value:
             return
         s = _handle(self)
         _check(lib.rg_make_custom(s))
+        _graph.forget_constant(self)
         _closures[lib.rg_id(s)] = (fn, _c.closure_cells(fn, s))
 
     @property
@@ -307,7 +311,7 @@ class Value:
     def label(self, text):
         s = _handle(self)
         text = str(text)
-        if text or _labels:
+        if text or (_labels and lib.rg_id(s) in _labels):
             _check(lib.rg_flag(s))
             _labels[lib.rg_id(s)] = text
 
@@ -364,10 +368,20 @@ class Value:
             if not isinstance(k, Value):
                 raise TypeError(f"_prev must hold Values, not {type(k).__name__!r}")
         s = _handle(self)
+        if _constants:          # the leaf shown for its constant is no child in C
+            own = _constants.get(lib.rg_id(s))
+            kids = tuple(k for k in kids if k is not own)
         hs = ffi.new("int32_t[]", [k._s for k in kids])
         rc = lib.rg_set_children(s, hs, len(kids))
+        if rc == lib.RG_EUSED and collect():
+            # the parents it saw may be gone already, uncollected
+            rc = lib.rg_set_children(s, hs, len(kids))
         if rc:
             _made(rc, lib.rg_set_children, s, hs, len(kids))
+        i = lib.rg_id(s)
+        if i in _closures:      # its closure's cells that hold a child, anew
+            fn = _closures[i][0]
+            _closures[i] = (fn, _c.closure_cells(fn, s))
 
     @property
     def _op(self):

@@ -29,7 +29,9 @@ def _children(v):
 def _find_children(s, out):
     # Runs with collection excluded: an object that only the registry holds,
     # read from it here, cannot be freed by a collection that has counted it
-    # dead already.
+    # dead already. (One that an exception cut short is finished first: the
+    # Values it was freeing are dead, though C may still map their nodes.)
+    _c._resume()
     n = _check(lib.rg_children(s, ffi.NULL, 0))
     hs = ffi.new("int32_t[]", n)
     n = min(n, _check(lib.rg_children(s, hs, n)))
@@ -85,6 +87,11 @@ class Constant(Value):
     def grad(self, x):
         self._grad = _number(x)
 
+    def backward(self):
+        # a leaf as the root: its grad is set to 1, as micrograd's would be
+        Value.backward(self)
+        self._grad = 1.0
+
     def __reduce__(self):
         # pickled as the plain leaf it stands for
         restore, args = Value.__reduce__(self)
@@ -126,4 +133,25 @@ def after_backward(root):
     _check(lib.rg_reached(root._s, hs, n, reached))
     for c, hit in zip(cs, reached):
         if hit:
-            c._grad += _constant(c._parent)[1]
+            _gather(c)
+
+
+def _gather(c):
+    got = _constant(c._parent)
+    if got is not None:
+        c._grad += got[1]
+
+
+def after_node_backward(v):
+    """v's own backward step ran (manual backpropagation): its Constant, if
+    it has one, gathers that step's share."""
+    c = _constants.get(lib.rg_id(v._s))
+    if c is not None:
+        _gather(c)
+
+
+def forget_constant(v):
+    """v's node changes op (a _backward or _prev assigned): its constant, if
+    it had one, is no longer shown."""
+    if _constants:
+        _constants.pop(lib.rg_id(v._s), None)

@@ -347,6 +347,27 @@ def test_constant_leaves_gather_grads_as_micrograd_s_do(engine):
     assert got == want
 
 
+def manual_backprop_with_constants(V):
+    """The lecture's manual backpropagation, node by node, over a graph with
+    constants; then backward() called on a constant's leaf itself."""
+    a = V(2.0)
+    m = a * 3.0
+    y = m + 1.0
+    leaves = sorted(id_topo(y), key=lambda n: n.data)   # read before the steps
+    y.grad = 1.0
+    y._backward()
+    m._backward()
+    grads = [(n.data, n.grad) for n in leaves]
+    (one,) = [n for n in y._prev if n is not m]
+    one.backward()
+    return grads, one.grad
+
+
+def test_manual_backprop_reaches_constant_leaves(engine):
+    want, got = reference_and(engine, manual_backprop_with_constants)
+    assert got == want
+
+
 def test_a_constant_leaf_is_one_object():
     """Two reads of _prev give the same leaf for a constant, while the node
     lives."""

@@ -5,8 +5,8 @@ Values with attributes); new children assigned to `_prev`. tests/test_dropin.py
 holds the same behaviour against micrograd itself.
 
 Every collection test runs twice: with C reading the objects' headers (the
-normal path on CPython 3.10 and 3.11) and with the pure-Python path that
-other interpreters and versions take."""
+normal path on CPython 3.11) and with the pure-Python path that other
+versions take."""
 import gc
 
 import pytest
@@ -21,8 +21,8 @@ def sweep(request, monkeypatch):
     """Which way collection looks at objects."""
     if request.param == "Python reads objects":
         monkeypatch.setattr(collection, "_probe_ok", False)
-    else:
-        assert collection._probe_ok, "C cannot read objects on this CPython"
+    elif not collection._probe_ok:
+        pytest.skip("C reads objects on CPython 3.11 only")
     return request.param
 
 
@@ -242,3 +242,95 @@ def test_a_held_constant_leaf_keeps_its_grad_readable():
     churn()
     full_collection()
     assert (c.data, c.grad) == (3.0, 2.0)
+
+
+# ---- found in review: each of these failed before its fix ----------------
+
+
+def test_values_take_no_weak_references():
+    # one could bring back a Value that a collection has counted dead
+    import weakref
+    with pytest.raises(TypeError):
+        weakref.ref(Value(1.0))
+
+
+def test_prev_after_a_collection_cut_short_gives_no_dead_object(monkeypatch):
+    """A collection interrupted after it chose its dead Values (a signal
+    handler raising just before C frees them) is finished before `_prev`
+    reads the registry: the dead Value is not handed out again."""
+    real = collection.lib
+
+    class Interrupting:
+        def __getattr__(self, name):
+            if name == "rg_collect":
+                def interrupted(*args):
+                    monkeypatch.setattr(collection, "lib", real)
+                    raise KeyboardInterrupt
+                return interrupted
+            return getattr(real, name)
+
+    a = Value(1.0)
+    b = a * 2.0
+    top = b + 3.0
+    dead_slot = b._s
+    del b
+    monkeypatch.setattr(collection, "lib", Interrupting())
+    with pytest.raises(KeyboardInterrupt):
+        rgrad.collect()
+    assert collection._releasing                 # cut short, to be finished
+    (mul,) = rgrad.engine._children(top)
+    assert mul._s != dead_slot and mul.data == 2.0
+    churn()
+    full_collection()
+    assert mul.data == 2.0 and top.data == 5.0
+
+
+def test_a_node_keeps_its_object_after_a_second_handle_to_it_goes():
+    """Two handles to one node (a finalizer reading _prev inside a
+    collection gets its own): whichever goes first, the node still maps to
+    the other, so _prev gives the object that is still alive."""
+    a = Value(1.0)
+    top = a * 2.0
+    out = []
+    rgrad.engine._graph._new_children(top._s, out)     # the finalizer's path
+    (second,) = [c for c in out if c is not a and c.data == 1.0]
+    slot = a._s
+    del a
+    collection._batch.append(slot)               # a young collection frees it,
+    collection._run(collection._collect_young)   # with no compaction after
+    assert not rgrad.engine.lib.rg_valid(slot)
+    (child,) = rgrad.engine._children(top)
+    assert child is second
+
+
+def test_a_dict_made_empty_keeps_no_value_alive(sweep):
+    full_collection()
+    before = rgrad.stats()["handles"]
+    for _ in range(500):
+        v = Value(1.0) * 2.0
+        vars(v)                  # makes its dict, empty (as copy and pickle do)
+        del v
+    churn()
+    full_collection()
+    assert rgrad.stats()["handles"] <= before + 1
+
+
+def test_prev_assigned_after_a_parent_was_dropped_is_allowed():
+    a, k = Value(1.0), Value(2.0)
+    t = a * 2.0
+    del t                        # a parent, gone but not yet collected
+    a._prev = (k,)
+    assert [id(c) for c in rgrad.engine._children(a)] == [id(k)]
+
+
+def test_a_constant_is_no_longer_shown_once_its_node_is_an_op_defined_in_python():
+    a = Value(2.0)
+    y = a * 3.0
+    assert len(y._prev) == 2
+
+    def _backward():
+        a.grad += 1.0
+    y._backward = _backward
+    assert y._prev == {a}
+    y.backward()
+    assert a.grad == 1.0
