@@ -61,11 +61,6 @@ def _new_children(s, out):
         out.append(_bound([c], hs, lib.rg_child, s, k, c._s)[0])
 
 
-
-_value = ffi.new("double *")
-_grad = ffi.new("double *")
-
-
 class Constant(Value):
     """The constant of `a + c`, `a * c` or `-a` (that is `a * -1`) as the leaf
     micrograd makes for it: a leaf holding c, with a grad of its own. rgrad
@@ -101,9 +96,10 @@ class Constant(Value):
 def _constant(parent):
     """(c, what a backward() that reaches parent's node adds to micrograd's
     leaf for c) for parent's node, or None if its op has no constant."""
-    if _check(lib.rg_constant(parent._s, _value, _grad)) == 0:
+    value, grad = ffi.new("double *"), ffi.new("double *")   # (per call: threads)
+    if _check(lib.rg_constant(parent._s, value, grad)) == 0:
         return None
-    return _value[0], _grad[0]
+    return value[0], grad[0]
 
 
 def _constant_leaf(v):
@@ -151,7 +147,7 @@ def after_node_backward(v):
 
 
 def forget_constant(v):
-    """v's node changes op (a _backward or _prev assigned): its constant, if
-    it had one, is no longer shown."""
+    """v's node becomes an op defined in Python (a _backward assigned): its
+    constant, if it had one, is no longer shown."""
     if _constants:
         _constants.pop(lib.rg_id(v._s), None)
