@@ -236,3 +236,54 @@ def test_a_function_output_survives_a_collection_in_another_thread():
             stop.set()
 
     assert run_threads(lambda f: f(), [(collector,), (maker,)]) == [True, True]
+
+
+def test_threads_reading_prev_while_others_collect_see_each_node_as_one_object():
+    """Threads walk their own graphs over _prev (the lecture's drawing walk)
+    while another thread collects in a loop: a walk finds the leaves as the
+    objects that made them, and a second walk, while the first one's objects
+    are held, finds the very same objects (constants' leaves included)."""
+    errors, stop = [], threading.Event()
+
+    def collector():
+        while not stop.is_set():
+            rgrad.collect()
+            time.sleep(0.001)
+
+    def walker(seed):
+        rng = random.Random(seed)
+        try:
+            for _ in range(60):
+                xs = [Value(rng.uniform(-1, 1)) for _ in range(8)]
+                y = xs[0]
+                for x in xs[1:]:
+                    y = (y * x + 0.5).relu() if rng.random() < 0.5 else y + x * 2.0
+                walks = []
+                for _ in range(2):          # the first walk's objects held
+                    seen, order = set(), []
+
+                    def visit(v):
+                        if id(v) not in seen:
+                            seen.add(id(v))
+                            for c in v._prev:
+                                visit(c)
+                            order.append(v)
+                    visit(y)
+                    leaves = [v for v in order if not v._prev]
+                    assert all(any(v is x for v in leaves) for x in xs)
+                    walks.append(order)
+                assert {id(v) for v in walks[0]} == {id(v) for v in walks[1]}
+                assert len(walks[0]) == len(walks[1])
+        except Exception as e:      # reported below, with the thread's seed
+            errors.append((seed, repr(e)))
+
+    threads = [threading.Thread(target=walker, args=(s,)) for s in range(4)]
+    c = threading.Thread(target=collector)
+    c.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    c.join()
+    assert not errors
