@@ -46,6 +46,9 @@ _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
 #define SLOT_FREE (-1)           /* slot_node of a handle not in use */
 #define SLOT_DEAD (-2)           /* of a handle in use whose node was freed */
 #define SLOT_CLAIMED (-3)        /* of a handle the call in progress is binding */
+#define SLOT_WEAK 1              /* slot_weak: not a root in this compaction (rg_collect) */
+#define SLOT_KEEP 2              /* slot_weak: handed out by _prev, so its Value lives as
+                                    long as the node (rg_sweep), as micrograd's would */
 
 typedef struct {
     rg_mutex lock;
@@ -72,7 +75,7 @@ typedef struct {
        the free list and the registry of Value objects, rgrad/engine.py); C
        checks each slot it is given and binds it. */
     int32_t *slot_node;  /* handle -> node index, or SLOT_FREE, SLOT_DEAD, SLOT_CLAIMED */
-    uint8_t *slot_weak;  /* 1: not a root in this compaction (see rg_collect) */
+    uint8_t *slot_weak;  /* each handle's SLOT_WEAK and SLOT_KEEP bits (above) */
     int32_t nslots, slot_cap;
     int32_t in_use;      /* handles bound to a node, or dead (SLOT_DEAD) */
     /* Replay tape: the non-leaf nodes tape_root depends on, in creation order.

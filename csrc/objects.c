@@ -188,9 +188,18 @@ int rg_child(int32_t h, int k, int32_t out)
     if (i < 0 || k < 0 || k >= nchildren(i)) { rc = RG_EHANDLE; goto out; }
     if ((rc = claim_slots(&out, 1)) != RG_OK) goto out;
     bind_slot(out, child_at(i, k));
+    A.slot_weak[out] |= SLOT_KEEP;
 out:
     rg_mutex_unlock(&A.lock);
     return rc;
+}
+
+int rg_kept(int32_t h)
+{
+    rg_mutex_lock(&A.lock);
+    int kept = node_of(h) >= 0 && (A.slot_weak[h] & SLOT_KEEP);
+    rg_mutex_unlock(&A.lock);
+    return kept;
 }
 
 int rg_is_child(int32_t h, int32_t parent)
@@ -237,6 +246,7 @@ int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m,
             got[j] = have;
         } else {
             bind_slot(hs[j], kids[ks[j]]);
+            A.slot_weak[hs[j]] |= SLOT_KEEP;
             got[j] = hs[j];
         }
     }
@@ -457,7 +467,8 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
         if (!o || o[0] != 1) continue;                  /* held by more than the registry */
         int32_t at = s < A.nslots ? A.slot_node[s] : SLOT_FREE;
         if (at == SLOT_CLAIMED) continue;
-        if (at < 0 || (o[1] == plain && !has_attributes(o, layout)))
+        if (at < 0 || (o[1] == plain && !(A.slot_weak[s] & SLOT_KEEP) &&
+                       !has_attributes(o, layout)))
             out[dead++] = s;
         else
             out[n - 1 - nk++] = s;

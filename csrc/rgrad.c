@@ -991,14 +991,14 @@ static void compact(void)
     if (to) {
         uint8_t *mark = A.mark;
         for (int32_t h = 0; h < A.nslots; h++)   /* weak handles are no roots */
-            if (A.slot_node[h] >= 0 && !A.slot_weak[h]) mark[A.slot_node[h]] = 1;
+            if (A.slot_node[h] >= 0 && !(A.slot_weak[h] & SLOT_WEAK)) mark[A.slot_node[h]] = 1;
         for (int32_t i = n - 1; i >= 0; i--) {   /* parents before children */
             if (!mark[i]) continue;
             if (A.nodes[i].a >= 0) mark[A.nodes[i].a] = 1;
             if (A.nodes[i].b >= 0) mark[A.nodes[i].b] = 1;
         }
         for (int32_t h = 0; h < A.nslots; h++) { /* a weak handle may outlive its node: */
-            if (A.slot_node[h] >= 0 && A.slot_weak[h] && !mark[A.slot_node[h]])
+            if (A.slot_node[h] >= 0 && (A.slot_weak[h] & SLOT_WEAK) && !mark[A.slot_node[h]])
                 A.slot_node[h] = SLOT_DEAD;      /* dead until Python releases it */
         }
         A.n_py = 0;
@@ -1065,10 +1065,10 @@ int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, i
     int compacted = !A.pinned && force >= 0 && (force || A.n >= A.gc_at);
     if (compacted) {
         for (int32_t k = 0; k < m; k++)
-            if (node_of(weak[k]) >= 0) A.slot_weak[weak[k]] = 1;
+            if (node_of(weak[k]) >= 0) A.slot_weak[weak[k]] |= SLOT_WEAK;
         compact();
         for (int32_t k = 0; k < m; k++)
-            if (weak[k] >= 0 && weak[k] < A.nslots) A.slot_weak[weak[k]] = 0;
+            if (weak[k] >= 0 && weak[k] < A.nslots) A.slot_weak[weak[k]] &= (uint8_t)~SLOT_WEAK;
     }
     rg_mutex_unlock(&A.lock);
     return compacted;

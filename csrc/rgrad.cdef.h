@@ -141,8 +141,10 @@ int rg_is_child(int32_t h, int32_t parent);  /* 1 if h's node is a child of pare
    already (bound since, or the same child listed twice): got[j] is the handle
    the child has after the call, hs[j] or that one (then hs[j] stays free).
    RG_EHANDLE, and nothing bound, if a handle is not free or a ks[j] is out of
-   range. */
+   range. A handle bound by either is kept (rg_kept): its Value lives as
+   long as the node, as the objects micrograd's graph holds do. */
 int32_t rg_children(int32_t h, int32_t *out, int32_t cap);
+int rg_kept(int32_t h);
 int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m, int32_t *got);
 /* The constant operand of h's node, for the leaf Python shows for it:
    returns 1, the constant and what a backward pass that reached the node
@@ -164,8 +166,9 @@ int rg_set_children(int32_t h, const int32_t *children, int32_t n);
    rg_sweep looks at the objects the list `registry` holds at slots[0..n) (at
    0..n if slots is NULL): one that only the registry holds (reference count
    1) is dead if its slot names no node or if it is a `plain` instance without
-   attributes, and kept otherwise (an instance of a subclass, or one with
-   attributes: it lives as long as its node). Dead slots go to
+   attributes whose handle is not kept, and kept otherwise (an instance of a
+   subclass, one with attributes, or one _prev handed out: it lives as long
+   as its node). Dead slots go to
    out[0..returned), kept ones to out[n - *kept..n). */
 enum { RG_LAYOUT_311 = 2 };
 void rg_probe(intptr_t obj, int layout, intptr_t *out);

@@ -232,9 +232,10 @@ def _resume():
 def _sweep(slots=None):
     """Of these slots (None: all), those whose Value has died (only the
     registry holds it), and those whose Value only the registry holds but is
-    kept as long as its node lives: an instance of a subclass, or one with
-    attributes of its own (micrograd's Values live as long as the graph that
-    holds them, and the node's object must be the same one while it does).
+    kept as long as its node lives: an instance of a subclass, one with
+    attributes of its own, or one that `_prev` handed out (micrograd's Values
+    live as long as the graph that holds them, and code that found a node
+    expects the same object, with the same id(), while the node lives).
     Either kind whose node is freed has died. Runs with collection excluded."""
     n = len(_reg) if slots is None else len(slots)
     if _probe_ok:
@@ -254,7 +255,8 @@ def _sweep(slots=None):
     dead, kept = [], []
     for s in alone:
         v = _reg[s]
-        if not lib.rg_valid(s) or (type(v) is _value_type and not v.__dict__):
+        if not lib.rg_valid(s) or (type(v) is _value_type and not lib.rg_kept(s)
+                                   and not v.__dict__):
             dead.append(s)
         else:
             kept.append(s)

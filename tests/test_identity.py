@@ -335,3 +335,47 @@ def test_a_constant_is_no_longer_shown_once_its_node_is_an_op_defined_in_python(
     assert y._prev == {a}
     y.backward()
     assert a.grad == 1.0
+
+
+def test_an_object_prev_handed_out_keeps_its_id_while_its_node_lives(sweep):
+    """A walk that remembers nodes only by id() (it holds no objects) while
+    Values come and go: micrograd's graph keeps every object, so an id names
+    one node for the whole walk. rgrad keeps each object _prev hands out for
+    as long as its node lives, so the walk counts each node once."""
+    x = Value(0.5)
+    shared = x * x + 1.0            # reached twice below
+    y = (shared * 2.0).relu() + shared * shared
+    seen = set()
+
+    def visit(v):
+        if id(v) not in seen:
+            seen.add(id(v))
+            churn(600)              # young collections during the walk
+            full_collection()
+            for c in v._prev:
+                visit(c)
+    visit(y)
+    # y, its two terms, relu's input, the * 2.0 leaf, shared * shared,
+    # shared, its * 1.0 leaf... counted on micrograd by the same code:
+    import micrograd.engine as mg
+    mx = mg.Value(0.5)
+    ms = mx * mx + 1.0
+    my = (ms * 2.0).relu() + ms * ms
+    mseen = set()
+
+    def mvisit(v):
+        if id(v) not in mseen:
+            mseen.add(id(v))
+            for c in v._prev:
+                mvisit(c)
+    mvisit(my)
+    assert len(seen) == len(mseen)
+    again = set()
+
+    def revisit(v):
+        if id(v) not in again:
+            again.add(id(v))
+            for c in v._prev:
+                revisit(c)
+    revisit(y)
+    assert again == seen
