@@ -43,3 +43,21 @@ def py_tanh(x):
         x.grad += (1.0 - t * t) * out.grad
     out._backward = _backward
     return out
+
+
+def id_topo(root, on_visit=None):
+    """A topological order of root's graph (rgrad or micrograd Values), keyed
+    by id() as user code that cannot rely on Value hashing does, calling
+    on_visit(v) as each node is first met. Visited nodes stay in the list."""
+    order, seen = [], set()
+
+    def visit(v):
+        if id(v) not in seen:
+            seen.add(id(v))
+            if on_visit is not None:
+                on_visit(v)
+            for child in v._prev:
+                visit(child)
+            order.append(v)
+    visit(root)
+    return order

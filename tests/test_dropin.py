@@ -24,7 +24,7 @@ import pytest
 import rgrad
 import rgrad.nn
 import rgrad.optim
-from reference import seed_example
+from reference import id_topo, seed_example
 
 ENGINES = {"micrograd": micrograd.engine.Value, "rgrad": rgrad.Value}
 NN = {micrograd.engine.Value: micrograd.nn, rgrad.Value: rgrad.nn}   # by Value class
@@ -66,22 +66,6 @@ def tanh_op(x):
         x.grad += (1 - t ** 2) * out.grad
     out._backward = _backward
     return out
-
-
-def id_topo(root):
-    """A topological order of root's graph, keyed by id() (as user code that
-    cannot rely on Value hashing does). Visited nodes stay in the list, so no
-    id is reused while the walk runs."""
-    order, seen = [], set()
-
-    def visit(v):
-        if id(v) not in seen:
-            seen.add(id(v))
-            for child in v._prev:
-                visit(child)
-            order.append(v)
-    visit(root)
-    return order
 
 
 def trace(root):

@@ -9,6 +9,7 @@ normal path on CPython 3.11) and with the pure-Python path that other
 versions take."""
 import gc
 
+import micrograd.engine
 import pytest
 
 import rgrad
@@ -341,41 +342,31 @@ def test_an_object_prev_handed_out_keeps_its_id_while_its_node_lives(sweep):
     """A walk that remembers nodes only by id() (it holds no objects) while
     Values come and go: micrograd's graph keeps every object, so an id names
     one node for the whole walk. rgrad keeps each object _prev hands out for
-    as long as its node lives, so the walk counts each node once."""
-    x = Value(0.5)
-    shared = x * x + 1.0            # reached twice below
-    y = (shared * 2.0).relu() + shared * shared
-    seen = set()
+    as long as its node lives, so the walk counts each node once, as the
+    same code counts them on micrograd."""
+    def build(V):
+        x = V(0.5)
+        shared = x * x + 1.0        # reached twice below
+        return (shared * 2.0).relu() + shared * shared
 
-    def visit(v):
-        if id(v) not in seen:
-            seen.add(id(v))
-            churn(600)              # young collections during the walk
-            full_collection()
-            for c in v._prev:
-                visit(c)
-    visit(y)
-    # y, its two terms, relu's input, the * 2.0 leaf, shared * shared,
-    # shared, its * 1.0 leaf... counted on micrograd by the same code:
-    import micrograd.engine as mg
-    mx = mg.Value(0.5)
-    ms = mx * mx + 1.0
-    my = (ms * 2.0).relu() + ms * ms
-    mseen = set()
+    def ids(root, on_visit=None):
+        seen = set()                # ids only: the walk holds no object
 
-    def mvisit(v):
-        if id(v) not in mseen:
-            mseen.add(id(v))
-            for c in v._prev:
-                mvisit(c)
-    mvisit(my)
-    assert len(seen) == len(mseen)
-    again = set()
+        def visit(v):
+            if id(v) not in seen:
+                seen.add(id(v))
+                if on_visit:
+                    on_visit(v)
+                for c in v._prev:
+                    visit(c)
+        visit(root)
+        return seen
 
-    def revisit(v):
-        if id(v) not in again:
-            again.add(id(v))
-            for c in v._prev:
-                revisit(c)
-    revisit(y)
-    assert again == seen
+    def collecting(_):
+        churn(600)                  # young collections during the walk
+        full_collection()
+
+    y = build(Value)
+    seen = ids(y, collecting)
+    assert len(seen) == len(ids(build(micrograd.engine.Value)))
+    assert ids(y) == seen

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from reference import Cube
+from reference import Cube, id_topo
 import rgrad
 from rgrad import Value
 from rgrad.nn import MLP
@@ -260,15 +260,7 @@ def test_threads_reading_prev_while_others_collect_see_each_node_as_one_object()
                     y = (y * x + 0.5).relu() if rng.random() < 0.5 else y + x * 2.0
                 walks = []
                 for _ in range(2):          # the first walk's objects held
-                    seen, order = set(), []
-
-                    def visit(v):
-                        if id(v) not in seen:
-                            seen.add(id(v))
-                            for c in v._prev:
-                                visit(c)
-                            order.append(v)
-                    visit(y)
+                    order = id_topo(y)
                     leaves = [v for v in order if not v._prev]
                     assert all(any(v is x for v in leaves) for x in xs)
                     walks.append(order)
