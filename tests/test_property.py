@@ -190,6 +190,33 @@ class Graph:
         for k, ((m, r), mg) in enumerate(zip(self.nodes, m_grads)):
             assert close(r.grad, mg), f"node {k}: rgrad grad {r.grad!r}, micrograd {mg!r}"
 
+    def assume_well_conditioned(self, m_root):
+        """Skips an example whose grads depend on the order in which a node's
+        contributions are added (cancellation), past `close`: micrograd's own
+        order follows its sets, that is id()s, and changes from run to run.
+        micrograd's backward is run again with each node's children visited
+        in the other direction, and the two must agree."""
+        topo, seen = [], set()
+
+        def visit(v):
+            if v not in seen:
+                seen.add(v)
+                for c in reversed(list(v._prev)):
+                    visit(c)
+                topo.append(v)
+        visit(m_root)
+        first = {v: v.grad for v in topo}
+        for v in topo:
+            v.grad = 0
+        m_root.grad = 1
+        for v in reversed(topo):
+            v._backward()
+        other = [m.grad for m, _ in self.nodes]
+        for v, grad in first.items():
+            v.grad = grad
+        assume(all(close(a, m.grad) for a, (m, _) in zip(other, self.nodes)
+                   if math.isfinite(a) and math.isfinite(m.grad)))
+
     def assert_data_agree(self):
         for k, (m, r) in enumerate(self.nodes):
             if math.isfinite(m.data):
@@ -211,6 +238,7 @@ def test_random_dag_data_and_grads_match_micrograd(case):
     m_root.backward()
     r_root.backward()
     g.assert_data_agree()
+    g.assume_well_conditioned(m_root)
     g.assert_grads_agree()
 
 
@@ -229,7 +257,10 @@ def test_repeated_backward_accumulates_like_micrograd(case, times):
     # (the explicit examples: after two calls on a - b, micrograd's b.grad is
     # -3, not -2)
     g, (m_root, r_root) = build(case)
-    for _ in range(times):
+    m_root.backward()
+    g.assume_well_conditioned(m_root)
+    r_root.backward()
+    for _ in range(times - 1):
         m_root.backward()
         r_root.backward()
     g.assert_grads_agree()
@@ -242,6 +273,7 @@ def test_backward_from_a_second_root_accumulates_like_micrograd(case, which):
     # node's grad is overwritten with 1, all the others accumulate
     g, (m_root, r_root) = build(case)
     m_root.backward()
+    g.assume_well_conditioned(m_root)
     r_root.backward()
     m2, r2 = g.nodes[which % len(g.nodes)]
     m2.backward()
