@@ -109,8 +109,6 @@ RG_INTERNAL int push_node(int op, int32_t a, int32_t b, double arg);
 RG_INTERNAL void lock_to_make(void);   /* takes the lock */
 
 /* objects.c */
-RG_INTERNAL int nchildren(int32_t i);
-RG_INTERNAL int32_t child_at(int32_t i, int k);
 RG_INTERNAL int nodemap_reserve(int64_t slots);
 RG_INTERNAL void nodemap_put(int32_t i, int32_t h);
 RG_INTERNAL void nodemap_del(int32_t i, int32_t h);

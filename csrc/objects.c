@@ -126,30 +126,10 @@ int nodemap_reserve(int64_t slots)
 
 /* ---- children ----------------------------------------------------------- */
 
-/* A Python op's children: a, then b; with more than two, b is a chain of
-   RG_LINK nodes, each holding one child in a and the rest in b. */
-int nchildren(int32_t i)
-{
-    const rg_node *z = &A.nodes[i];
-    if (z->op != RG_PY) return arity(z->op);
-    if (z->a < 0) return 0;
-    if (z->b < 0) return 1;
-    int n = 2;
-    for (int32_t j = z->b; A.nodes[j].op == RG_LINK; j = A.nodes[j].b) n++;
-    return n;
-}
-
-int32_t child_at(int32_t i, int k)
-{
-    const rg_node *z = &A.nodes[i];
-    if (k == 0) return z->a;
-    int32_t j = z->b;
-    for (int t = 1; t < k; t++) j = A.nodes[j].b;
-    return A.nodes[j].op == RG_LINK ? A.nodes[j].a : j;
-}
-
-/* Writes node i's children (at most cap of them) and returns how many it has:
-   one walk, however many there are. */
+/* A node's children: a, then b, except that a Python op with more than two
+   has in b a chain of RG_LINK nodes, each holding one child in a and the
+   rest in b. Writes them (at most cap of them) and returns how many there
+   are: one walk, however many. */
 static int32_t list_children(int32_t i, int32_t *out, int32_t cap)
 {
     const rg_node *z = &A.nodes[i];
@@ -171,11 +151,21 @@ static int32_t list_children(int32_t i, int32_t *out, int32_t cap)
     return n;
 }
 
+/* Child k of node i (k below its count). */
+static int32_t child_at(int32_t i, int k)
+{
+    const rg_node *z = &A.nodes[i];
+    if (k == 0) return z->a;
+    int32_t j = z->b;
+    for (int t = 1; t < k; t++) j = A.nodes[j].b;
+    return A.nodes[j].op == RG_LINK ? A.nodes[j].a : j;
+}
+
 int rg_nchildren(int32_t h)
 {
     rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
-    int n = i >= 0 ? nchildren(i) : RG_EHANDLE;
+    int n = i >= 0 ? list_children(i, NULL, 0) : RG_EHANDLE;
     rg_mutex_unlock(&A.lock);
     return n;
 }
@@ -185,7 +175,7 @@ int rg_child(int32_t h, int k, int32_t out)
     int rc;
     rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
-    if (i < 0 || k < 0 || k >= nchildren(i)) { rc = RG_EHANDLE; goto out; }
+    if (i < 0 || k < 0 || k >= list_children(i, NULL, 0)) { rc = RG_EHANDLE; goto out; }
     if ((rc = claim_slots(&out, 1)) != RG_OK) goto out;
     bind_slot(out, child_at(i, k));
     A.slot_weak[out] |= SLOT_KEEP;
@@ -208,7 +198,8 @@ int rg_is_child(int32_t h, int32_t parent)
     int32_t i = node_of(h), p = node_of(parent);
     int found = 0;
     if (i >= 0 && p >= 0)
-        for (int k = nchildren(p) - 1; k >= 0 && !found; k--) found = child_at(p, k) == i;
+        for (int k = list_children(p, NULL, 0) - 1; k >= 0 && !found; k--)
+            found = child_at(p, k) == i;
     rg_mutex_unlock(&A.lock);
     return found;
 }

@@ -228,10 +228,7 @@ class Value:
             if rc:
                 _made(rc, lib.rg_custom, s, x, hs, len(kids))
         else:
-            s = _c.take(self)
-            rc = lib.rg_leaf(s, x)
-            if rc:
-                _made(rc, lib.rg_leaf, s, x)
+            s = _make_leaf(self, x)
         if _op or label:
             _check(lib.rg_flag(s))
             i = lib.rg_id(s)
