@@ -27,12 +27,22 @@ typedef struct {
     uint32_t id_lo;  /* creation serial, 48 bits (id_lo, id_hi): it survives */
     uint16_t id_hi;  /* compaction, so it is the node's hash and Python's key */
     uint8_t op;
-    uint8_t flags;   /* F_PY: Python keeps something under this node's id */
+    uint8_t flags;   /* F_ bits, below */
 } rg_node;
 
+/* F_IDATA, F_IGRAD and F_IARG follow micrograd's Python ints: whether its data,
+   its grad and its constant would be an int there (Value(2) is Value(data=2,
+   grad=0); a grad that received only int contributions stays an int). Python
+   reads a value back as an int where its bit is set and it is a whole number
+   below 2**53. The ops keep the bits in step() (rgrad.c); F_IGRAD is
+   F_IDATA << 1 and F_IARG is F_IDATA << 2, so that a bit of one selects
+   the other with a shift. */
 enum {
-    F_PY = 1,     /* Python keeps something under this node's id */
-    F_HASPY = 2   /* an RG_PY node is this node or below it: backward needs Python */
+    F_PY = 1,       /* Python keeps something under this node's id */
+    F_HASPY = 2,    /* an RG_PY node is this node or below it: backward needs Python */
+    F_IDATA = 4,    /* data is an int in micrograd */
+    F_IGRAD = 8,    /* grad is an int in micrograd */
+    F_IARG = 16     /* the constant operand (arg) is an int in micrograd */
 };
 
 static inline uint64_t node_id(const rg_node *z)
@@ -106,6 +116,7 @@ RG_INTERNAL void unclaim_slots(const int32_t *hs, int32_t k);
 RG_INTERNAL void bind_slot(int32_t h, int32_t i);
 RG_INTERNAL int collection_due(void);
 RG_INTERNAL int push_node(int op, int32_t a, int32_t b, double arg);
+RG_INTERNAL int push_node_k(int op, int32_t a, int32_t b, double arg, uint8_t kind);
 RG_INTERNAL void lock_to_make(void);   /* takes the lock */
 
 /* objects.c */

@@ -266,6 +266,10 @@ int rg_constant(int32_t h, double *value, double *grad)
     else if (z->op == RG_MULC) { *value = z->arg; *grad = A.nodes[z->a].data * z->grad; }
     else if (z->op == RG_NEG) { *value = -1.0; *grad = A.nodes[z->a].data * z->grad; }
     else rc = 0;
+    if (rc == 1) {      /* micrograd's ints: the constant; what its leaf gathers */
+        int share = (z->flags & F_IGRAD) && (z->op == RG_ADDC || (A.nodes[z->a].flags & F_IDATA));
+        rc |= (z->op == RG_NEG || (z->flags & F_IARG) ? 2 : 0) | (share ? 4 : 0);
+    }
     rg_mutex_unlock(&A.lock);
     return rc;
 }

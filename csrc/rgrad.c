@@ -83,14 +83,44 @@ static double sigmoid(double x)
     return x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 }
 
+/* The int bits (arena.h), kept without branches. In forward, idata(z, k)
+   sets z's F_IDATA to k's (its data is an int in micrograd) and its F_IGRAD
+   (forward zeroes grads: micrograd's int 0). unsign(z) drops the sign of an
+   int zero, as an int has none (0 * -1 is 0 in micrograd, -0.0 in doubles).
+   In backward, share(z, k) is the mask that each child ANDs into its flags:
+   what z passes on is an int iff z's grad is one and k's F_IGRAD bit is set
+   (micrograd's grad stays an int only while every contribution is one). */
+static inline void idata(rg_node *z, unsigned k)
+{
+    z->flags = (uint8_t)((z->flags & ~F_IDATA) | F_IGRAD | (k & F_IDATA));
+}
+
+static inline void unsign(rg_node *z)
+{
+    z->data += (z->flags & F_IDATA) ? 0.0 : -0.0;   /* x + -0.0 is x, even -0.0 */
+}
+
+static inline uint8_t share(const rg_node *z, unsigned k)
+{
+    return (uint8_t)((z->flags & k) | ~F_IGRAD);
+}
+
+#define ALL 0xffu           /* share(z, ALL): z's grad passes on as it is */
+#define NONE 0u             /* a float in micrograd, whatever z's grad */
+#define DATA_AS_GRAD(n) ((unsigned)(n)->flags << 1)   /* F_IDATA at F_IGRAD */
+#define ARG_AS_GRAD(z) ((unsigned)(z)->flags >> 1)    /* F_IARG at F_IGRAD */
+#define ARG_AS_DATA(z) ((unsigned)(z)->flags >> 2)    /* F_IARG at F_IDATA */
+
 /* One op, one case: its forward value (dir == FWD) and its local derivatives
    (dir == BWD). x and y are the children, z the node itself, dz its grad.
-   Backward only adds into children. */
+   Backward only adds into children (and clears their F_IGRAD where what it
+   adds is not an int in micrograd). */
 RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
 {
     rg_node *x = z->a >= 0 ? &nodes[z->a] : NULL;
     rg_node *y = z->b >= 0 ? &nodes[z->b] : NULL;
     double c = z->arg, dz = z->grad;
+    int rc;
 
     switch (z->op) {
     case RG_LEAF:   /* its data is set from Python; nothing flows further */
@@ -99,72 +129,135 @@ RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
     case RG_PY:     /* an op defined in Python: Python runs it (rg_run stops here) */
         return dir == FWD ? RG_EPYOP : RG_OK;
     case RG_ADD:    /* z = x + y;  dx += dz, dy += dz */
-        if (dir == FWD) z->data = x->data + y->data;
-        else { x->grad += dz; y->grad += dz; }
+        if (dir == FWD) {
+            z->data = x->data + y->data;
+            idata(z, x->flags & y->flags);
+        } else {
+            uint8_t m = share(z, ALL);
+            x->grad += dz; x->flags &= m;
+            y->grad += dz; y->flags &= m;
+        }
         return RG_OK;
     case RG_MUL:    /* z = x * y;  dx += y dz, dy += x dz */
-        if (dir == FWD) z->data = x->data * y->data;
-        else { x->grad += y->data * dz; y->grad += x->data * dz; }
+        if (dir == FWD) {
+            z->data = x->data * y->data;
+            idata(z, x->flags & y->flags);
+            unsign(z);
+        } else {
+            uint8_t mx = share(z, DATA_AS_GRAD(y)), my = share(z, DATA_AS_GRAD(x));
+            x->grad += y->data * dz; x->flags &= mx;
+            y->grad += x->data * dz; y->flags &= my;
+        }
         return RG_OK;
     case RG_ADDC:   /* z = x + c;  dx += dz */
-        if (dir == FWD) z->data = x->data + c;
-        else x->grad += dz;
+        if (dir == FWD) {
+            z->data = x->data + c;
+            idata(z, x->flags & ARG_AS_DATA(z));
+        } else {
+            x->grad += dz; x->flags &= share(z, ALL);
+        }
         return RG_OK;
     case RG_MULC:   /* z = x * c;  dx += c dz */
-        if (dir == FWD) z->data = x->data * c;
-        else x->grad += c * dz;
+        if (dir == FWD) {
+            z->data = x->data * c;
+            idata(z, x->flags & ARG_AS_DATA(z));
+            unsign(z);
+        } else {
+            x->grad += c * dz; x->flags &= share(z, ARG_AS_GRAD(z));
+        }
         return RG_OK;
-    case RG_NEG:    /* z = -x;  dx += -dz */
-        if (dir == FWD) z->data = -x->data;
-        else x->grad += -dz;
+    case RG_NEG:    /* z = -x;  dx += -dz  (micrograd's x * -1) */
+        if (dir == FWD) {
+            z->data = -x->data;
+            idata(z, x->flags);
+            unsign(z);
+        } else {
+            x->grad += -dz; x->flags &= share(z, ALL);
+        }
         return RG_OK;
     case RG_POW:    /* z = x ** c;  dx += (c x**(c-1)) dz */
-        if (dir == FWD) return pow_checked(x->data, c, &z->data);
+        if (dir == FWD) {       /* an int ** an int >= 0 is an int in Python */
+            rc = pow_checked(x->data, c, &z->data);
+            idata(z, c >= 0.0 ? x->flags & ARG_AS_DATA(z) : NONE);
+            return rc;
+        }
         x->grad += (c * pow(x->data, c - 1.0)) * dz;
+        x->flags &= share(z, c >= 1.0 ? DATA_AS_GRAD(x) & ARG_AS_GRAD(z) : NONE);
         return RG_OK;
     case RG_RELU:   /* z = x < 0 ? 0 : x;  dx += [z > 0] dz */
-        if (dir == FWD) z->data = x->data < 0.0 ? 0.0 : x->data;
-        else x->grad += (z->data > 0.0 ? 1.0 : 0.0) * dz;
+        if (dir == FWD) {       /* micrograd's 0 is an int */
+            z->data = x->data < 0.0 ? 0.0 : x->data;
+            idata(z, x->data < 0.0 ? F_IDATA : x->flags);
+        } else {
+            x->grad += (z->data > 0.0 ? 1.0 : 0.0) * dz; x->flags &= share(z, ALL);
+        }
         return RG_OK;
     case RG_TANH:   /* z = tanh x;  dx += (1 - z^2) dz */
-        if (dir == FWD) z->data = tanh(x->data);
-        else x->grad += (1.0 - z->data * z->data) * dz;
+        if (dir == FWD) {
+            z->data = tanh(x->data);
+            idata(z, NONE);
+        } else {
+            x->grad += (1.0 - z->data * z->data) * dz; x->flags &= share(z, NONE);
+        }
         return RG_OK;
     case RG_EXP:    /* z = e^x;  dx += z dz */
         if (dir == FWD) {
             z->data = exp(x->data);
+            idata(z, NONE);
             if (isinf(z->data) && isfinite(x->data)) return RG_EOVERFLOW;
         } else {
-            x->grad += z->data * dz;
+            x->grad += z->data * dz; x->flags &= share(z, NONE);
         }
         return RG_OK;
     case RG_LOG:    /* z = ln x;  dx += dz / x */
         if (dir == FWD) {
             if (x->data <= 0.0) return RG_EDOMAIN;
             z->data = log(x->data);
+            idata(z, NONE);
         } else {
-            x->grad += dz / x->data;
+            x->grad += dz / x->data; x->flags &= share(z, NONE);
         }
         return RG_OK;
     case RG_SIGMOID:  /* z = 1 / (1 + e^-x);  dx += z (1 - z) dz */
-        if (dir == FWD) z->data = sigmoid(x->data);
-        else x->grad += z->data * (1.0 - z->data) * dz;
+        if (dir == FWD) {
+            z->data = sigmoid(x->data);
+            idata(z, NONE);
+        } else {
+            x->grad += z->data * (1.0 - z->data) * dz; x->flags &= share(z, NONE);
+        }
         return RG_OK;
     case RG_SOFTPLUS:  /* z = ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|);  dx += sigmoid(x) dz */
-        if (dir == FWD) z->data = (x->data > 0.0 ? x->data : 0.0) + log1p(exp(-fabs(x->data)));
-        else x->grad += sigmoid(x->data) * dz;
+        if (dir == FWD) {
+            z->data = (x->data > 0.0 ? x->data : 0.0) + log1p(exp(-fabs(x->data)));
+            idata(z, NONE);
+        } else {
+            x->grad += sigmoid(x->data) * dz; x->flags &= share(z, NONE);
+        }
         return RG_OK;
     case RG_POWV:   /* z = x ** y;  dx += (y x**(y-1)) dz,  dy += (z ln x) dz */
-        if (dir == FWD) return pow_checked(x->data, y->data, &z->data);
+        if (dir == FWD) {
+            rc = pow_checked(x->data, y->data, &z->data);
+            idata(z, y->data >= 0.0 ? x->flags & y->flags : NONE);
+            return rc;
+        }
         x->grad += (y->data * pow(x->data, y->data - 1.0)) * dz;
+        x->flags &= share(z, y->data >= 1.0 ? DATA_AS_GRAD(x) & DATA_AS_GRAD(y) : NONE);
         /* 0 ** y for y >= 0 has no slope in y that log could give: 0, as in PyTorch */
-        if (!(x->data == 0.0 && y->data >= 0.0))
+        if (!(x->data == 0.0 && y->data >= 0.0)) {
             y->grad += (z->data * log(x->data)) * dz;
+            y->flags &= share(z, NONE);
+        }
         return RG_OK;
     case RG_RPOWC:  /* z = c ** x;  dx += (z ln c) dz */
-        if (dir == FWD) return pow_checked(c, x->data, &z->data);
-        if (!(c == 0.0 && x->data >= 0.0))
+        if (dir == FWD) {
+            rc = pow_checked(c, x->data, &z->data);
+            idata(z, x->data >= 0.0 ? x->flags & ARG_AS_DATA(z) : NONE);
+            return rc;
+        }
+        if (!(c == 0.0 && x->data >= 0.0)) {
             x->grad += (z->data * log(c)) * dz;
+            x->flags &= share(z, NONE);
+        }
         return RG_OK;
     }
     return RG_EHANDLE;  /* unreachable: op codes are set only in this file */
@@ -373,15 +466,23 @@ int collection_due(void)
    made room. Not committed (A.n unchanged) if the op fails. */
 int push_node(int op, int32_t a, int32_t b, double arg)
 {
+    return push_node_k(op, a, b, arg, 0);
+}
+
+/* push_node, with the int bits (arena.h) of what Python gave: F_IDATA for a
+   leaf's or a Python op's data, F_IARG for a constant operand. Its grad, 0,
+   starts as an int, as micrograd's does. */
+int push_node_k(int op, int32_t a, int32_t b, double arg, uint8_t kind)
+{
     rg_node *z = &A.nodes[A.n];
     *z = (rg_node){ .data = arg, .grad = 0.0, .arg = arg, .a = a, .b = b,
                     .id_lo = (uint32_t)A.next_id, .id_hi = (uint16_t)(A.next_id >> 32),
-                    .op = (uint8_t)op };
+                    .op = (uint8_t)op, .flags = (uint8_t)(kind | F_IGRAD) };
     int rc = op == RG_PY ? RG_OK : step(A.nodes, z, FWD);  /* Python gave its data */
     if (rc != RG_OK) return rc;
-    z->flags = (uint8_t)((op == RG_PY ? F_HASPY : 0) |
-                         (a >= 0 ? A.nodes[a].flags & F_HASPY : 0) |
-                         (b >= 0 ? A.nodes[b].flags & F_HASPY : 0));
+    z->flags |= (uint8_t)((op == RG_PY ? F_HASPY : 0) |
+                          (a >= 0 ? A.nodes[a].flags & F_HASPY : 0) |
+                          (b >= 0 ? A.nodes[b].flags & F_HASPY : 0));
     if (A.check && op != RG_LEAF && op != RG_LINK && op != RG_PY && !finite_forward(z))
         return RG_EANOMALY;
     A.next_id++;
@@ -399,7 +500,7 @@ void lock_to_make(void)
 }
 
 /* Makes node op(a, b; arg) and binds handle h to it. */
-static int make(int32_t h, int op, int32_t ha, int32_t hb, double arg)
+static int make_k(int32_t h, int op, int32_t ha, int32_t hb, double arg, uint8_t kind)
 {
     int rc;
     lock_to_make();
@@ -410,7 +511,7 @@ static int make(int32_t h, int op, int32_t ha, int32_t hb, double arg)
     if (k == 2 && (b = node_of(hb)) < 0) { rc = RG_EHANDLE; goto out; }
     if ((rc = reserve_nodes(1)) != RG_OK || (rc = claim_slots(&h, 1)) != RG_OK)
         goto out;
-    if ((rc = push_node(op, a, b, arg)) != RG_OK) {
+    if ((rc = push_node_k(op, a, b, arg, kind)) != RG_OK) {
         unclaim_slots(&h, 1);
         goto out;
     }
@@ -420,7 +521,15 @@ out:
     return rc;
 }
 
-int rg_leaf(int32_t h, double x) { return make(h, RG_LEAF, -1, -1, x); }
+static int make(int32_t h, int op, int32_t ha, int32_t hb, double arg)
+{
+    return make_k(h, op, ha, hb, arg, 0);
+}
+
+int rg_leaf(int32_t h, double x, int isint)
+{
+    return make_k(h, RG_LEAF, -1, -1, x, isint ? F_IDATA : 0);
+}
 int rg_add(int32_t h, int32_t a, int32_t b) { return make(h, RG_ADD, a, b, 0.0); }
 int rg_mul(int32_t h, int32_t a, int32_t b) { return make(h, RG_MUL, a, b, 0.0); }
 int rg_addc(int32_t h, int32_t a, double c) { return make(h, RG_ADDC, a, -1, c); }
@@ -436,12 +545,18 @@ int rg_sigmoid(int32_t h, int32_t a) { return make(h, RG_SIGMOID, a, -1, 0.0); }
 int rg_softplus(int32_t h, int32_t a) { return make(h, RG_SOFTPLUS, a, -1, 0.0); }
 int rg_powv(int32_t h, int32_t a, int32_t b) { return make(h, RG_POWV, a, b, 0.0); }
 int rg_rpowc(int32_t h, int32_t a, double c) { return make(h, RG_RPOWC, a, -1, c); }
+/* The same with an int constant (micrograd keeps it an int) */
+int rg_addci(int32_t h, int32_t a, double c) { return make_k(h, RG_ADDC, a, -1, c, F_IARG); }
+int rg_mulci(int32_t h, int32_t a, double c) { return make_k(h, RG_MULC, a, -1, c, F_IARG); }
+int rg_powi(int32_t h, int32_t a, double k) { return make_k(h, RG_POW, a, -1, k, F_IARG); }
+int rg_rpowci(int32_t h, int32_t a, double c) { return make_k(h, RG_RPOWC, a, -1, c, F_IARG); }
 
 /* Composite ops are built as micrograd builds them, from two nodes: the inner
    one is an interior node like any other, whose grad accumulates across
    backward calls as micrograd's does. z = op2(x, w) for a binary op2 (x the
    node of hx), z = op2(w; arg2) for a unary one, where w = op1(u; arg1). */
-static int make_via(int32_t h, int op1, int32_t hu, double arg1, int op2, int32_t hx, double arg2)
+static int make_via(int32_t h, int op1, int32_t hu, double arg1, int op2, int32_t hx,
+                    double arg2, uint8_t kind2)
 {
     int32_t rc, u, x = -1;
     lock_to_make();
@@ -450,12 +565,13 @@ static int make_via(int32_t h, int op1, int32_t hu, double arg1, int op2, int32_
     if (arity(op2) == 2 && (x = node_of(hx)) < 0) { rc = RG_EHANDLE; goto out; }
     if ((rc = reserve_nodes(2)) != RG_OK || (rc = claim_slots(&h, 1)) != RG_OK)
         goto out;
-    if ((rc = push_node(op1, u, -1, arg1)) != RG_OK) {
+    /* op1's constant is micrograd's int -1 of x**-1, where it has one */
+    if ((rc = push_node_k(op1, u, -1, arg1, F_IARG)) != RG_OK) {
         unclaim_slots(&h, 1);
         goto out;
     }
     int32_t w = A.n - 1;
-    if ((rc = push_node(op2, x >= 0 ? x : w, x >= 0 ? w : -1, arg2)) != RG_OK) {
+    if ((rc = push_node_k(op2, x >= 0 ? x : w, x >= 0 ? w : -1, arg2, kind2)) != RG_OK) {
         A.n--;                  /* anomaly mode refused z: w goes too */
         unclaim_slots(&h, 1);
         goto out;
@@ -466,10 +582,18 @@ out:
     return rc;
 }
 
-int rg_sub(int32_t h, int32_t a, int32_t b) { return make_via(h, RG_NEG, b, 0.0, RG_ADD, a, 0.0); }
-int rg_div(int32_t h, int32_t a, int32_t b) { return make_via(h, RG_POW, b, -1.0, RG_MUL, a, 0.0); }
-int rg_rsubc(int32_t h, int32_t a, double c) { return make_via(h, RG_NEG, a, 0.0, RG_ADDC, -1, c); }
-int rg_rdivc(int32_t h, int32_t a, double c) { return make_via(h, RG_POW, a, -1.0, RG_MULC, -1, c); }
+int rg_sub(int32_t h, int32_t a, int32_t b) { return make_via(h, RG_NEG, b, 0.0, RG_ADD, a, 0.0, 0); }
+int rg_div(int32_t h, int32_t a, int32_t b) { return make_via(h, RG_POW, b, -1.0, RG_MUL, a, 0.0, 0); }
+int rg_rsubc(int32_t h, int32_t a, double c) { return make_via(h, RG_NEG, a, 0.0, RG_ADDC, -1, c, 0); }
+int rg_rdivc(int32_t h, int32_t a, double c) { return make_via(h, RG_POW, a, -1.0, RG_MULC, -1, c, 0); }
+int rg_rsubci(int32_t h, int32_t a, double c)
+{
+    return make_via(h, RG_NEG, a, 0.0, RG_ADDC, -1, c, F_IARG);
+}
+int rg_rdivci(int32_t h, int32_t a, double c)
+{
+    return make_via(h, RG_POW, a, -1.0, RG_MULC, -1, c, F_IARG);
+}
 
 /* -1, read at run time: given pow(c, -1.0), compilers compute 1.0 / c, which
    is not always the last bit of what libm's pow (and so Python's c ** -1) gives */
@@ -559,7 +683,10 @@ int rg_backward(int32_t root)
         /* in anomaly mode, the tape is made first: if there is no memory for
            it, the error leaves the root's grad as it was */
         if (check) rc = tape_for(r);
-        if (rc == RG_OK) nodes[r].grad = 1.0;
+        if (rc == RG_OK) {                  /* micrograd's int 1 */
+            nodes[r].grad = 1.0;
+            nodes[r].flags |= F_IGRAD;
+        }
         if (check) {                         /* checked, node by node */
             for (int32_t k = A.tape_len - 1; rc == RG_OK && k >= 0; k--) {
                 rg_node *z = &nodes[A.tape[k]];
@@ -602,7 +729,7 @@ int rg_forward(int32_t root)
     int check = anomaly_on();
     for (int32_t k = 0; k < A.tape_len && rc == RG_OK; k++) {
         rg_node *z = &nodes[A.tape[k]];
-        z->grad = 0.0;
+        z->grad = 0.0;                      /* (step sets F_IGRAD: an int 0) */
         rc = step(nodes, z, FWD);
         if (check && rc == RG_OK && !finite_forward(z)) rc = RG_EANOMALY;
     }
@@ -639,7 +766,7 @@ static int resolve(const int32_t *hs, int64_t n, int32_t *nodes_out)
 }
 
 int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x, const double *xc,
-             int32_t nin, int32_t nout, int relu, const int32_t *out)
+             const uint8_t *xint, int32_t nin, int32_t nout, int relu, const int32_t *out)
 {
     int rc;
     int64_t nw = (int64_t)nin * nout;
@@ -666,7 +793,8 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x, const double 
         for (int32_t i = 0; i < nin && rc == RG_OK; i++) {   /* act = act + w[j,i] * x[i] */
             int32_t wi = iw[(int64_t)j * nin + i];
             if ((rc = ix[i] >= 0 ? push_node(RG_MUL, wi, ix[i], 0.0)
-                                 : push_node(RG_MULC, wi, -1, xc[i])) == RG_OK &&
+                                 : push_node_k(RG_MULC, wi, -1, xc[i],
+                                               xint && xint[i] ? F_IARG : 0)) == RG_OK &&
                 (rc = push_node(RG_ADD, act, A.n - 1, 0.0)) == RG_OK)
                 act = A.n - 1;
         }
@@ -710,8 +838,12 @@ int rg_set_many(const int32_t *hs, int32_t n, int which, const double *xs)
     rg_mutex_lock(&A.lock);
     for (int32_t k = 0; k < n && rc == RG_OK; k++)
         if (node_of(hs[k]) < 0) rc = RG_EHANDLE;
-    for (int32_t k = 0; k < n && rc == RG_OK; k++)
-        *field(&A.nodes[node_of(hs[k])], which) = xs[k];
+    uint8_t bit = which == RG_GRAD ? F_IGRAD : F_IDATA;
+    for (int32_t k = 0; k < n && rc == RG_OK; k++) {
+        rg_node *z = &A.nodes[node_of(hs[k])];
+        *field(z, which) = xs ? xs[k] : 0.0;
+        z->flags = (uint8_t)((z->flags & ~bit) | (xs ? 0 : bit));   /* 0: an int */
+    }
     rg_mutex_unlock(&A.lock);
     return rc;
 }
@@ -745,6 +877,7 @@ int rg_sgd_step(const int32_t *params, int32_t n, double lr, double momentum,
             g = velocity[k];
         }
         p->data -= lr * g;
+        p->flags &= (uint8_t)~F_IDATA;
     }
     rg_mutex_unlock(&A.lock);
     return ok ? RG_OK : RG_EHANDLE;
@@ -766,6 +899,7 @@ int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
         m[k] += (1.0 - beta1) * (g - m[k]);
         v[k] = v[k] * beta2 + (1.0 - beta2) * (g * g);
         p->data += -step_size * (m[k] / (sqrt(v[k]) / bc2_sqrt + eps));
+        p->flags &= (uint8_t)~F_IDATA;
     }
     rg_mutex_unlock(&A.lock);
     return ok ? RG_OK : RG_EHANDLE;
@@ -792,11 +926,15 @@ static double get(int32_t h, size_t field)
     return v;
 }
 
-static int set(int32_t h, size_t field, double v)
+static int set(int32_t h, size_t field, double v, uint8_t bit, int isint)
 {
     rg_mutex_lock(&A.lock);
     int32_t i = node_of(h);
-    if (i >= 0) memcpy((char *)&A.nodes[i] + field, &v, sizeof v);
+    if (i >= 0) {
+        rg_node *z = &A.nodes[i];
+        memcpy((char *)z + field, &v, sizeof v);
+        z->flags = (uint8_t)((z->flags & ~bit) | (isint ? bit : 0));
+    }
     rg_mutex_unlock(&A.lock);
     return i >= 0 ? RG_OK : RG_EHANDLE;
 }
@@ -804,8 +942,32 @@ static int set(int32_t h, size_t field, double v)
 double rg_data(int32_t h) { return get(h, offsetof(rg_node, data)); }
 double rg_grad(int32_t h) { return get(h, offsetof(rg_node, grad)); }
 double rg_arg(int32_t h) { return get(h, offsetof(rg_node, arg)); }
-int rg_set_data(int32_t h, double x) { return set(h, offsetof(rg_node, data), x); }
-int rg_set_grad(int32_t h, double x) { return set(h, offsetof(rg_node, grad), x); }
+int rg_set_data(int32_t h, double x, int isint)
+{
+    return set(h, offsetof(rg_node, data), x, F_IDATA, isint);
+}
+
+int rg_set_grad(int32_t h, double x, int isint)
+{
+    return set(h, offsetof(rg_node, grad), x, F_IGRAD, isint);
+}
+
+/* Whether h's data (which == RG_DATA) or grad reads back as an int: micrograd's
+   would be one, and it is a whole number that a double holds exactly. */
+int rg_isint(int32_t h, int which)
+{
+    rg_mutex_lock(&A.lock);
+    int32_t i = node_of(h);
+    int r = 0;
+    if (i >= 0) {
+        const rg_node *z = &A.nodes[i];
+        double v = which == RG_GRAD ? z->grad : z->data;
+        r = (z->flags & (which == RG_GRAD ? F_IGRAD : F_IDATA)) && fabs(v) < 0x1p53 &&
+            v == floor(v);
+    }
+    rg_mutex_unlock(&A.lock);
+    return r;
+}
 
 int rg_op(int32_t h)
 {
@@ -827,7 +989,7 @@ int64_t rg_id(int32_t h)
 
 /* ---- ops defined in Python ------------------------------------------------ */
 
-int rg_custom(int32_t h, double data, const int32_t *children, int32_t n)
+int rg_custom(int32_t h, double data, int isint, const int32_t *children, int32_t n)
 {
     int32_t rc, *idx = NULL;
     lock_to_make();
@@ -843,7 +1005,7 @@ int rg_custom(int32_t h, double data, const int32_t *children, int32_t n)
         push_node(RG_LINK, idx[k], rest, 0.0);
         rest = A.n - 1;
     }
-    push_node(RG_PY, n >= 1 ? idx[0] : -1, rest, data);
+    push_node_k(RG_PY, n >= 1 ? idx[0] : -1, rest, data, isint ? F_IDATA : 0);
     rg_node *z = &A.nodes[A.n - 1];
     z->flags |= F_PY;
     A.n_py++;
@@ -929,7 +1091,7 @@ int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t 
         if (i < 0 || i >= A.n) { rc = RG_EHANDLE; break; }
         rg_node *z = &A.nodes[i];
         if (z->op == RG_PY) { rc = RG_PYGRAPH; *id = node_id(z); break; }
-        if (!backward) z->grad = 0.0;
+        if (!backward) z->grad = 0.0;       /* (step sets F_IGRAD: an int 0) */
         if ((rc = step(A.nodes, z, backward ? BWD : FWD)) != RG_OK) break;
         if (check && !(backward ? finite_backward(z) : finite_forward(z))) {
             rc = RG_EANOMALY;

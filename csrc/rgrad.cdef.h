@@ -60,7 +60,7 @@ typedef struct {
 } rg_anomaly_info;
 
 /* Making nodes: each binds handle h to the new node. */
-int rg_leaf(int32_t h, double x);
+int rg_leaf(int32_t h, double x, int isint);   /* isint: micrograd's data is an int */
 int rg_add(int32_t h, int32_t a, int32_t b);    /* a + b */
 int rg_sub(int32_t h, int32_t a, int32_t b);    /* a + (-b), two nodes as in micrograd */
 int rg_mul(int32_t h, int32_t a, int32_t b);    /* a * b */
@@ -81,6 +81,14 @@ int rg_sigmoid(int32_t h, int32_t a);           /* 1 / (1 + exp(-a)) */
 int rg_softplus(int32_t h, int32_t a);          /* log(1 + exp(a)) */
 int rg_powv(int32_t h, int32_t a, int32_t b);   /* a ** b, b a Value */
 int rg_rpowc(int32_t h, int32_t a, double c);   /* c ** a */
+/* The same, with a constant that is an int in micrograd (Python gave an int):
+   micrograd's results are ints where Python's arithmetic on ints gives one. */
+int rg_addci(int32_t h, int32_t a, double c);
+int rg_mulci(int32_t h, int32_t a, double c);
+int rg_powi(int32_t h, int32_t a, double k);
+int rg_rpowci(int32_t h, int32_t a, double c);
+int rg_rsubci(int32_t h, int32_t a, double c);
+int rg_rdivci(int32_t h, int32_t a, double c);
 
 /* Many leaves at once: handle hs[i] names a leaf holding xs[i].
    All or nothing: RG_OK, or a result code with no leaf made. */
@@ -90,9 +98,10 @@ int rg_leaves(const double *xs, int32_t n, const int32_t *hs);
    out[j] = act(b[j] + w[j*nin+0]*x[0] + w[j*nin+1]*x[1] + ...), act relu if
    relu is set, one node per multiply and per add; handle out[j] names it.
    An input given as a number (x[i] = -1) is the constant xc[i] in each
-   multiply, as micrograd makes a leaf for it in each. All or nothing. */
+   multiply, as micrograd makes a leaf for it in each (an int there where
+   xint, if not NULL, has xint[i] set). All or nothing. */
 int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x, const double *xc,
-             int32_t nin, int32_t nout, int relu, const int32_t *out);
+             const uint8_t *xint, int32_t nin, int32_t nout, int relu, const int32_t *out);
 
 /* Gradients: sets root's grad to 1 and adds into every node root depends on. */
 int rg_backward(int32_t root);
@@ -107,11 +116,16 @@ int rg_forward(int32_t root);
 int rg_valid(int32_t h);
 double rg_data(int32_t h);
 double rg_grad(int32_t h);
-int rg_set_data(int32_t h, double x);
-int rg_set_grad(int32_t h, double x);
+int rg_set_data(int32_t h, double x, int isint);
+int rg_set_grad(int32_t h, double x, int isint);
+/* Whether h's data (which is RG_DATA) or grad reads back as an int: micrograd's
+   would be an int (isint of what Python set, and what the ops make of it: see
+   arena.h) and it is a whole number below 2**53. 0 for a dead handle. */
+int rg_isint(int32_t h, int which);
 
 /* The same for n handles at once: which is RG_DATA or RG_GRAD. All-or-nothing
-   for the setter: RG_EHANDLE if any handle is dead, and nothing written. */
+   for the setter: RG_EHANDLE if any handle is dead, and nothing written. The
+   setter writes floats; xs NULL writes micrograd's int 0 (zero_grad). */
 enum { RG_DATA, RG_GRAD };
 int rg_get_many(const int32_t *hs, int32_t n, int which, double *out);
 int rg_set_many(const int32_t *hs, int32_t n, int which, const double *xs);
@@ -148,7 +162,8 @@ int rg_kept(int32_t h);
 int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m, int32_t *got);
 /* The constant operand of h's node, for the leaf Python shows for it:
    returns 1, the constant and what a backward pass that reached the node
-   added to micrograd's leaf for it, for `a + c`, `a * c` and `-a` (a * -1);
+   added to micrograd's leaf for it, for `a + c`, `a * c` and `-a` (a * -1),
+   plus 2 if the constant is an int in micrograd and 4 if what it added is;
    0 for other nodes. rg_reached sets out[k] to 1 if root's graph holds the
    node of hs[k], else 0. */
 int rg_constant(int32_t h, double *value, double *grad);
@@ -183,7 +198,7 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
    rg_peek_dead once the node is freed. rg_peek_dead copies up to cap such ids
    without removing them; rg_drop_dead(k) removes the k it copied, so an
    interruption between the two loses nothing. */
-int rg_custom(int32_t h, double data, const int32_t *children, int32_t n);
+int rg_custom(int32_t h, double data, int isint, const int32_t *children, int32_t n);
 int rg_make_custom(int32_t h);
 int rg_flag(int32_t h);
 int32_t rg_peek_dead(uint64_t *out, int32_t cap);

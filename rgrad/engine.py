@@ -40,6 +40,7 @@ _ERRORS = {
     lib.RG_ECYCLE: (ValueError, "rgrad: a Value cannot be its own child (_prev)"),
 }
 _RG_PYGRAPH = lib.RG_PYGRAPH
+_RG_DATA, _RG_GRAD = lib.RG_DATA, lib.RG_GRAD
 _RG_EBUDGET = lib.RG_EBUDGET
 _RG_COLLECT = lib.RG_COLLECT
 _reg = _c._reg
@@ -124,24 +125,36 @@ def _real(x):
     return None
 
 
+def _isint(x):
+    """Whether micrograd would hold x as an int (Python's arithmetic keeps
+    ints: Value(2) prints as Value(data=2, grad=0))."""
+    t = type(x)
+    return t is int or (t is not float and isinstance(x, numbers.Integral))
+
+
 _new = object.__new__
 
 
-def _binary(with_value, with_const, negate=False):
+def _binary(with_value, with_const, with_int=None, negate=False):
     """An operator method: one C call with the other operand's handle, or with
     it as a constant (negated first if negate is set: micrograd's `a - c` is
-    `a + (-c)`, where -0 is 0, not -0.0). with_value None: a Value operand is
-    not supported."""
+    `a + (-c)`, where -0 is 0, not -0.0). with_int: the C call for a constant
+    that micrograd keeps as an int (with_const where none is needed).
+    with_value None: a Value operand is not supported."""
+    with_int = with_int or with_const
+
     def op(self, other):
         a, t = self._s, type(other)
         if t is Value:                      # the common cases first, cheaply
             b, fn = other._s, with_value
-        elif t is float or t is int:        # cffi converts, with float()'s errors
+        elif t is float:                    # cffi converts, with float()'s errors
             b, fn = (-other if negate else other), with_const
+        elif t is int:
+            b, fn = (-other if negate else other), with_int
         elif isinstance(other, Value):
             b, fn = other._s, with_value
         else:
-            b, fn = _real(other), with_const
+            b, fn = _real(other), (with_int if _isint(other) else with_const)
             if b is None:
                 return NotImplemented
             if negate:
@@ -224,11 +237,12 @@ class Value:
                     raise TypeError(f"_children must be Values, not {type(k).__name__!r}")
             hs = ffi.new("int32_t[]", [k._s for k in kids])
             s = _c.take(self)
-            rc = lib.rg_custom(s, x, hs, len(kids))
+            i = _isint(data)
+            rc = lib.rg_custom(s, x, i, hs, len(kids))
             if rc:
-                _made(rc, lib.rg_custom, s, x, hs, len(kids))
+                _made(rc, lib.rg_custom, s, x, i, hs, len(kids))
         else:
-            s = _make_leaf(self, x)
+            s = _make_leaf(self, x, _isint(data))
         if _op or label:
             _check(lib.rg_flag(s))
             i = lib.rg_id(s)
@@ -237,16 +251,16 @@ class Value:
             if label:
                 _labels[i] = str(label)
 
-    __add__ = _binary(lib.rg_add, lib.rg_addc)             # self + other
-    __radd__ = _binary(None, lib.rg_addc)                  # other + self
-    __sub__ = _binary(lib.rg_sub, lib.rg_addc, negate=True)  # self + (-other)
-    __rsub__ = _binary(None, lib.rg_rsubc)                 # other - self
-    __mul__ = _binary(lib.rg_mul, lib.rg_mulc)             # self * other
-    __rmul__ = _binary(None, lib.rg_mulc)                  # other * self
-    __truediv__ = _binary(lib.rg_div, lib.rg_divc)         # self * other**-1
-    __rtruediv__ = _binary(None, lib.rg_rdivc)             # other * self**-1
-    __pow__ = _binary(lib.rg_powv, lib.rg_pow)             # self ** other
-    __rpow__ = _binary(None, lib.rg_rpowc)                 # other ** self
+    __add__ = _binary(lib.rg_add, lib.rg_addc, lib.rg_addci)     # self + other
+    __radd__ = _binary(None, lib.rg_addc, lib.rg_addci)          # other + self
+    __sub__ = _binary(lib.rg_sub, lib.rg_addc, lib.rg_addci, negate=True)  # self + (-other)
+    __rsub__ = _binary(None, lib.rg_rsubc, lib.rg_rsubci)        # other - self
+    __mul__ = _binary(lib.rg_mul, lib.rg_mulc, lib.rg_mulci)     # self * other
+    __rmul__ = _binary(None, lib.rg_mulc, lib.rg_mulci)          # other * self
+    __truediv__ = _binary(lib.rg_div, lib.rg_divc)               # self * other**-1
+    __rtruediv__ = _binary(None, lib.rg_rdivc, lib.rg_rdivci)    # other * self**-1
+    __pow__ = _binary(lib.rg_powv, lib.rg_pow, lib.rg_powi)      # self ** other
+    __rpow__ = _binary(None, lib.rg_rpowc, lib.rg_rpowci)        # other ** self
     __neg__ = _unary(lib.rg_neg)                           # -self
     relu = _unary(lib.rg_relu)                             # max(self, 0)
     tanh = _unary(lib.rg_tanh)
@@ -323,11 +337,17 @@ class Value:
         if _constants:      # leaves shown for constant operands gather theirs
             _graph.after_backward(self)
 
+    # data and grad read back as an int where micrograd's would be one (and a
+    # double holds it exactly): C follows Python's int arithmetic (arena.h)
+
     @property
     def data(self):
-        x = lib.rg_data(self._s)
-        if x != x and not lib.rg_valid(self._s):
+        s = self._s
+        x = lib.rg_data(s)
+        if x != x and not lib.rg_valid(s):
             raise _error(lib.RG_EHANDLE)
+        if x.is_integer() and lib.rg_isint(s, _RG_DATA):
+            return int(x)
         return x
 
     @data.setter
@@ -335,20 +355,33 @@ class Value:
         try:
             s = self._s
         except AttributeError:      # a subclass's own __init__ making a leaf
-            _make_leaf(self, _number(x))
+            _make_leaf(self, _number(x), _isint(x))
             return
-        _check(lib.rg_set_data(s, _number(x)))
+        if type(x) is float:        # the common case, cheaply
+            rc = lib.rg_set_data(s, x, 0)
+        else:
+            rc = lib.rg_set_data(s, _number(x), _isint(x))
+        if rc:
+            _check(rc)
 
     @property
     def grad(self):
-        x = lib.rg_grad(self._s)
-        if x != x and not lib.rg_valid(self._s):
+        s = self._s
+        x = lib.rg_grad(s)
+        if x != x and not lib.rg_valid(s):
             raise _error(lib.RG_EHANDLE)
+        if x.is_integer() and lib.rg_isint(s, _RG_GRAD):
+            return int(x)
         return x
 
     @grad.setter
     def grad(self, x):
-        _check(lib.rg_set_grad(_handle(self), _number(x)))
+        if type(x) is float:
+            rc = lib.rg_set_grad(_handle(self), x, 0)
+        else:
+            rc = lib.rg_set_grad(_handle(self), _number(x), _isint(x))
+        if rc:
+            _check(rc)
 
     @property
     def _prev(self):
@@ -439,7 +472,7 @@ def _leaf(data, grad):
 
 def _restore(cls, data, grad, label, op, state):
     v = _new(cls)
-    _make_leaf(v, _number(data))
+    _make_leaf(v, _number(data), _isint(data))
     v.grad = grad
     if label:
         v.label = label
@@ -450,12 +483,13 @@ def _restore(cls, data, grad, label, op, state):
     return v
 
 
-def _make_leaf(obj, x):
-    """Makes obj, which holds no handle yet, a leaf holding x."""
+def _make_leaf(obj, x, isint=False):
+    """Makes obj, which holds no handle yet, a leaf holding x (an int in
+    micrograd if isint)."""
     s = _c.take(obj)
-    rc = lib.rg_leaf(s, x)
+    rc = lib.rg_leaf(s, x, isint)
     if rc:
-        _made(rc, lib.rg_leaf, s, x)
+        _made(rc, lib.rg_leaf, s, x, isint)
     return s
 
 
@@ -465,7 +499,7 @@ def _handle(v):
     try:
         return v._s
     except AttributeError:
-        return _make_leaf(v, 0.0)
+        return _make_leaf(v, 0.0, True)
 
 
 _NOTHING = (lambda: None).__code__

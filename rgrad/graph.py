@@ -4,7 +4,7 @@ operands."""
 from . import collection as _c
 from ._rgrad import ffi, lib
 from .collection import _constants
-from .engine import Value, _bound, _check, _fresh, _made, _number, _reg
+from .engine import Value, _bound, _check, _fresh, _isint, _made, _number, _reg
 
 
 def prev(v):
@@ -80,12 +80,12 @@ class Constant(Value):
 
     @grad.setter
     def grad(self, x):
-        self._grad = _number(x)
+        self._grad = x if _isint(x) else _number(x)    # an int stays one
 
     def backward(self):
         # a leaf as the root: its grad is set to 1, as micrograd's would be
         Value.backward(self)
-        self._grad = 1.0
+        self._grad = 1
 
     def __reduce__(self):
         # pickled as the plain leaf it stands for
@@ -95,11 +95,17 @@ class Constant(Value):
 
 def _constant(parent):
     """(c, what a backward() that reaches parent's node adds to micrograd's
-    leaf for c) for parent's node, or None if its op has no constant."""
+    leaf for c) for parent's node, or None if its op has no constant. Each is
+    an int where micrograd's would be one."""
     value, grad = ffi.new("double *"), ffi.new("double *")   # (per call: threads)
-    if _check(lib.rg_constant(parent._s, value, grad)) == 0:
+    kind = _check(lib.rg_constant(parent._s, value, grad))
+    if kind == 0:
         return None
-    return value[0], grad[0]
+    return _as_int(value[0], kind & 2), _as_int(grad[0], kind & 4)
+
+
+def _as_int(x, isint):
+    return int(x) if isint and x.is_integer() and abs(x) < 2**53 else x
 
 
 def _constant_leaf(v):

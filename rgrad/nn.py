@@ -18,7 +18,7 @@ import random
 from typing import Any, Sequence
 
 from ._rgrad import ffi, lib
-from .engine import Value, _bound, _fresh, _number, _real
+from .engine import Value, _bound, _fresh, _isint, _number, _real
 
 __all__ = ["Module", "Neuron", "Layer", "MLP"]
 
@@ -33,7 +33,7 @@ class Module:
     def zero_grad(self) -> None:
         """Set the grad of every parameter to zero."""
         for p in self.parameters():
-            p.grad = 0.0
+            p.grad = 0        # micrograd's int 0
 
     def parameters(self) -> list[Value]:
         return []
@@ -200,8 +200,8 @@ class _Plan:
         """The layer's outputs on x, in one C call, or None where x holds
         something the unfused computation could treat differently (a Value
         subclass may define its own operators; a non-number raises there)."""
-        hs, cs = [], []
-        for v in x:
+        hs, cs, ks = [], [], None
+        for i, v in enumerate(x):
             if type(v) is Value:
                 hs.append(v._s)
                 cs.append(0.0)
@@ -211,11 +211,15 @@ class _Plan:
                     return None
                 hs.append(-1)
                 cs.append(c)
+                if _isint(v):       # micrograd's leaf for it holds an int
+                    ks = ks or [0] * len(x)
+                    ks[i] = 1
         nout = len(self.bs)
         xh = ffi.new("int32_t[]", hs)
         xc = ffi.new("double[]", cs)
+        xk = ffi.new("uint8_t[]", ks) if ks else ffi.NULL
         vs, out = _fresh(nout)
-        return _bound(vs, out, lib.rg_layer, self.w, self.b, xh, xc, self.nin, nout,
+        return _bound(vs, out, lib.rg_layer, self.w, self.b, xh, xc, xk, self.nin, nout,
                       self.relu, out)
 
 

@@ -29,14 +29,13 @@ class Optimizer:
         self.lr = lr
         self._n = len(self.params)
         self._h = ffi.new("int32_t[]", [p._s for p in self.params])
-        self._zeros = ffi.new("double[]", self._n)
 
     # Pickle and copy: the C arrays become lists, and the handles are taken
     # again from the parameters (copied along with the optimizer).
     _buffers = ()
 
     def __getstate__(self):
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_h", "_zeros")}
+        state = {k: v for k, v in self.__dict__.items() if k != "_h"}
         for k in self._buffers:
             if state.get(k) is not None:
                 state[k] = list(state[k])
@@ -45,14 +44,13 @@ class Optimizer:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._h = ffi.new("int32_t[]", [p._s for p in self.params])
-        self._zeros = ffi.new("double[]", self._n)
         for k in self._buffers:
             if state.get(k) is not None:
                 setattr(self, k, ffi.new("double[]", state[k]))
 
     def zero_grad(self) -> None:
         """Set every parameter's grad to zero."""
-        _check(lib.rg_set_many(self._h, self._n, lib.RG_GRAD, self._zeros))
+        _check(lib.rg_set_many(self._h, self._n, lib.RG_GRAD, ffi.NULL))   # int 0s
 
     def step(self) -> None:
         raise NotImplementedError

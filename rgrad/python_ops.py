@@ -23,7 +23,7 @@ def _walk(root, backward):
         pos = ffi.new("int32_t *", n - 1 if backward else 0)
         node = ffi.new("uint64_t *")
         if backward:
-            _check(lib.rg_set_grad(root, 1.0))
+            _check(lib.rg_set_grad(root, 1.0, True))   # micrograd's int 1
         while True:
             rc = lib.rg_run(tape, n, pos, backward, node)
             if rc != _RG_PYGRAPH:
@@ -53,7 +53,7 @@ def _replay_python_op(i):
             "Python with a _backward closure only, and its data cannot be "
             "recomputed; define it as an rgrad.Function to make it replayable")
     out.data = cls.forward(*[x.data for x in _children(out)])
-    out.grad = 0.0
+    out.grad = 0
 
 
 def _contents(cell):

@@ -10,6 +10,7 @@ import reference
 import rgrad
 from rgrad import Value
 from rgrad.engine import Value as EngineValue
+from rgrad.optim import SGD
 
 micrograd = pytest.importorskip("micrograd.engine")
 MG = micrograd.Value
@@ -201,7 +202,7 @@ def test_data_and_grad_can_be_written():
 def test_repr_is_micrograds():
     v = Value(2.0) * 3
     v.backward()
-    assert repr(v) == "Value(data=6.0, grad=1.0)"
+    assert repr(v) == "Value(data=6.0, grad=1)"   # micrograd sets the root grad to int 1
 
 
 def test_prev_and_op_describe_the_graph():
@@ -358,3 +359,49 @@ def test_division_by_a_constant_is_micrograds_to_the_bit(c):
     # 1.0 / c in the last bit (a compiler folding pow(c, -1.0) gets this wrong)
     for x in (1.0, -2.5, 1e-3, 123.456):
         assert (Value(x) / c).data == (micrograd.Value(x) / c).data
+
+
+# ---- ints, as micrograd keeps them (the comparisons with micrograd itself are
+# in test_dropin.py and test_property.py; these pin what micrograd has no
+# counterpart for) -------------------------------------------------------------
+
+def test_ints_a_double_cannot_hold_read_back_as_floats():
+    assert type((Value(2) ** 52).data) is int
+    big = Value(3) ** 40                      # micrograd: an exact big int
+    assert type(big.data) is float and big.data == float(3 ** 40)
+    v = Value(2 ** 60)
+    assert type(v.data) is float
+
+
+def test_forward_recomputes_which_data_are_ints():
+    x = Value(-2.0)
+    r = x.relu()
+    assert repr(r.data) == "0"               # micrograd's relu gives the int 0
+    x.data = 1.5
+    r.forward()
+    assert repr(r.data) == "1.5"
+    x.data = 3
+    r.forward()
+    assert repr(r.data) == "3"
+    y = r * 2.5
+    y.backward()
+    assert repr(r.grad) == "2.5"
+    y.forward()                               # replay zeroes grads: an int 0, as built anew
+    assert repr(r.grad) == "0"
+
+
+def test_setters_and_optimizers_keep_the_int_bit():
+    p = Value(1)
+    q = p * p
+    q.backward()
+    assert repr(p.grad) == "2"
+    opt = SGD([p], lr=0.5)
+    opt.step()
+    assert repr(p.data) == "0.0"              # p.data -= 0.5 * 2 is a float
+    opt.zero_grad()
+    assert repr(p.grad) == "0"
+    p.grad = 2.0
+    assert repr(p.grad) == "2.0"
+    p.data = True                             # an int in Python
+    assert repr(p.data) == "1"
+    assert all(isinstance(x, float) for x in rgrad.get_data([Value(1), Value(2)]))

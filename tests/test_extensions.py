@@ -68,7 +68,7 @@ def test_constructor_with_children_op_and_label():
     b.label = 'b'
     (handle_to_b,) = {v for v in (b * a)._prev if v is not a}
     assert handle_to_b is b and handle_to_b.label == 'b'   # one object per node
-    assert repr(b) == "Value(data=3.0, grad=0.0)"
+    assert repr(b) == "Value(data=3.0, grad=0)"    # micrograd: grad starts as int 0
     many = Value(1.0, (a, b, a * b, Value(4.0)), 'four')
     assert len(many._prev) == 4 and a in many._prev
 

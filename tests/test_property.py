@@ -44,8 +44,16 @@ def close(r, m):
 def same_data(r, m):
     """rgrad's forward value r against micrograd's m: equal to the bit, the
     arithmetic being the same, wherever micrograd computes in floats (where it
-    keeps exact ints, rgrad rounds each op to a float)."""
-    return r == m if isinstance(m, float) else close(r, m)
+    keeps exact ints, rgrad rounds each op to a float), and of m's type."""
+    return same_type(r, m) and (r == m if isinstance(m, float) else close(r, m))
+
+
+def same_type(r, m):
+    """rgrad reads back an int exactly where micrograd holds one, but for ints
+    a double cannot hold exactly (2**53 and past), which it reads as floats."""
+    if isinstance(m, int) and abs(m) < 2**53:
+        return type(r) is int
+    return type(r) is float
 
 
 # ---- drawing programs -----------------------------------------------------------
@@ -104,7 +112,9 @@ instructions = st.one_of(
 )
 
 programs = st.fixed_dictionaries({
-    "leaves": st.lists(numbers, min_size=1, max_size=4),
+    # an int leaf stays an int in micrograd's arithmetic, and so its data and
+    # grads read back as ints from rgrad (same_type)
+    "leaves": st.lists(st.one_of(numbers, st.integers(-4, 4)), min_size=1, max_size=4),
     "program": st.lists(instructions, min_size=1, max_size=20),
     "root": st.sampled_from(["last", "sum"]),
 })
@@ -188,7 +198,8 @@ class Graph:
         m_grads = [m.grad for m, _ in self.nodes]
         assume(all(math.isfinite(g) and abs(g) < GRAD_LIMIT for g in m_grads))
         for k, ((m, r), mg) in enumerate(zip(self.nodes, m_grads)):
-            assert close(r.grad, mg), f"node {k}: rgrad grad {r.grad!r}, micrograd {mg!r}"
+            assert close(r.grad, mg) and same_type(r.grad, mg), \
+                f"node {k}: rgrad grad {r.grad!r}, micrograd {mg!r}"
 
     def assume_well_conditioned(self, m_root):
         """Skips an example whose grads depend on the order in which a node's
