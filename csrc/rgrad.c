@@ -92,7 +92,7 @@ static double sigmoid(double x)
    (micrograd's grad stays an int only while every contribution is one). */
 static inline void idata(rg_node *z, unsigned k)
 {
-    z->flags = (uint8_t)((z->flags & ~F_IDATA) | F_IGRAD | (k & F_IDATA));
+    z->flags = (uint8_t)((z->flags & ~(unsigned)F_IDATA) | F_IGRAD | (k & F_IDATA));
 }
 
 static inline void unsign(rg_node *z)
@@ -102,7 +102,7 @@ static inline void unsign(rg_node *z)
 
 static inline uint8_t share(const rg_node *z, unsigned k)
 {
-    return (uint8_t)((z->flags & k) | ~F_IGRAD);
+    return (uint8_t)((z->flags & k) | ~(unsigned)F_IGRAD);
 }
 
 #define ALL 0xffu           /* share(z, ALL): z's grad passes on as it is */
