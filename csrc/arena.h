@@ -79,6 +79,7 @@ typedef struct {
     int haspy_stale;     /* a node with parents became RG_PY: F_HASPY is not to
                             be trusted until the next compaction recomputes it */
     int32_t pinned;      /* > 0: Python walks a tape of node indices; no compaction */
+    int64_t edits;       /* nodes given new children or made Python ops (batch.c) */
     uint64_t *dead_ids;  /* ids of F_PY nodes compaction freed, for Python to forget */
     int32_t n_dead, dead_cap;
     /* Handles: Python chooses which free slot a new node is bound to (it keeps
@@ -118,6 +119,7 @@ RG_INTERNAL int collection_due(void);
 RG_INTERNAL int push_node(int op, int32_t a, int32_t b, double arg);
 RG_INTERNAL int push_node_k(int op, int32_t a, int32_t b, double arg, uint8_t kind);
 RG_INTERNAL void lock_to_make(void);   /* takes the lock */
+RG_INTERNAL int rg_step(rg_node *nodes, rg_node *z, int backward);   /* one op's step */
 
 /* objects.c */
 RG_INTERNAL int nodemap_reserve(int64_t slots);

@@ -393,6 +393,7 @@ int rg_set_children(int32_t h, const int32_t *children, int32_t n)
         z = w;
     }
     if (z->op != RG_PY) A.n_py++;
+    A.edits++;
     z->op = RG_PY;
     z->flags |= F_PY | F_HASPY;
     A.tape_root = -1;                                   /* a cached tape may hold it */

@@ -8,6 +8,8 @@
                    RG_MUTEX_INIT; rg_mutex_lock / rg_mutex_unlock.
    RG_THREAD_LOCAL a storage class for one variable per thread.
    RG_ALWAYS_INLINE for a function the hot loops must not call through.
+   rg_thread       a thread running job->fn(job->arg): rg_thread_start (0 on
+                   success) and rg_thread_join.
    RG_HAVE_FORK    1 where a process can fork (POSIX), 0 on Windows;
                    rg_at_fork(prepare, parent, child) registers handlers
                    (pthread_atfork), and RG_ON_LOAD marks a function to run
@@ -22,6 +24,11 @@
 #define RG_THREAD_LOCAL _Thread_local
 #define RG_ALWAYS_INLINE static inline __attribute__((always_inline))
 #endif
+
+typedef struct {
+    void (*fn)(void *);
+    void *arg;
+} rg_thread_job;
 
 #ifdef _WIN32
 
@@ -44,6 +51,26 @@ static inline void rg_mutex_unlock(rg_mutex *m) { ReleaseSRWLockExclusive(m); }
 
 #define RG_HAVE_FORK 0   /* Windows starts processes afresh: nothing to hand over */
 
+typedef HANDLE rg_thread;
+
+static inline DWORD WINAPI rg_thread_main(LPVOID job)
+{
+    ((rg_thread_job *)job)->fn(((rg_thread_job *)job)->arg);
+    return 0;
+}
+
+static inline int rg_thread_start(rg_thread *t, rg_thread_job *job)
+{
+    *t = CreateThread(NULL, 0, rg_thread_main, job, 0, NULL);
+    return *t ? 0 : -1;
+}
+
+static inline void rg_thread_join(rg_thread t)
+{
+    WaitForSingleObject(t, INFINITE);
+    CloseHandle(t);
+}
+
 #else
 
 #include <pthread.h>
@@ -58,6 +85,24 @@ static inline void rg_mutex_lock(rg_mutex *m) { pthread_mutex_lock(m); }
 static inline void rg_mutex_unlock(rg_mutex *m) { pthread_mutex_unlock(m); }
 
 #define RG_HAVE_FORK 1
+
+typedef pthread_t rg_thread;
+
+static inline void *rg_thread_main(void *job)
+{
+    ((rg_thread_job *)job)->fn(((rg_thread_job *)job)->arg);
+    return NULL;
+}
+
+static inline int rg_thread_start(rg_thread *t, rg_thread_job *job)
+{
+    return pthread_create(t, NULL, rg_thread_main, job);
+}
+
+static inline void rg_thread_join(rg_thread t)
+{
+    pthread_join(t, NULL);
+}
 
 #define RG_ON_LOAD __attribute__((constructor))
 

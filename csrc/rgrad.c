@@ -263,6 +263,11 @@ RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
     return RG_EHANDLE;  /* unreachable: op codes are set only in this file */
 }
 
+int rg_step(rg_node *nodes, rg_node *z, int backward)
+{
+    return step(nodes, z, backward ? BWD : FWD);
+}
+
 int arity(int op)
 {
     switch (op) {
@@ -1022,6 +1027,7 @@ int rg_make_custom(int32_t h)
     int32_t i = node_of(h);
     if (i >= 0 && A.nodes[i].op != RG_PY) {
         A.nodes[i].op = RG_PY;      /* its children stay; Python now runs it */
+        A.edits++;
         A.nodes[i].flags |= F_PY | F_HASPY;
         A.n_py++;
         if (i != A.n - 1) A.haspy_stale = 1;   /* nodes made since may be parents */

@@ -23,7 +23,9 @@ enum {
     RG_EANOMALY = -10,  /* FloatingPointError: NaN or infinity in anomaly mode */
     RG_EUSED = -11,     /* ValueError: new children for a node other nodes use */
     RG_EBUILTIN = -12,  /* ValueError: new children for a node a built-in op made */
-    RG_ECYCLE = -13     /* ValueError: a node as its own child */
+    RG_ECYCLE = -13,    /* ValueError: a node as its own child */
+    RG_EBATCHIN = -14,  /* ValueError: a Batch's inputs must be distinct leaves */
+    RG_ENOFORWARD = -15 /* RuntimeError: a Batch's backward before its forward */
 };
 
 /* Op codes, as stored in a node. */
@@ -247,3 +249,21 @@ void rg_anomaly_info_get(rg_anomaly_info *out);
    lets every allocation through. Returns the number of allocations made
    since the previous call. */
 int64_t rg_fault_after(int64_t n);
+
+/* Batched replay (batch.c, rgrad.Batch): the graph under outputs outs, with
+   the leaves ins as per-row inputs, compiled once and run over many rows.
+   rg_batch_forward: rows is n x nin, out n x nout (row-major). It reads the
+   shared leaves' data now. rg_batch_backward adds scale * (the sum over rows
+   of d out[:, 0] / d leaf) into the grad of every other leaf; the per-row
+   d out[:, 0] / d input are then read with rg_batch_input_grads (n x nin).
+   threads: how many threads may run blocks of rows (1: the caller's only).
+   rg_batch_shape: 0 vector registers, 1 uniform, 2 shared leaves, 3 rows a
+   block, 4 instructions. RG_EPYOP if the graph holds an op defined in Python. */
+typedef struct rg_batch rg_batch;
+int rg_batch_new(const int32_t *outs, int32_t nout, const int32_t *ins, int32_t nin,
+                 rg_batch **made);
+void rg_batch_free(rg_batch *b);
+int32_t rg_batch_shape(rg_batch *b, int32_t which);
+int rg_batch_forward(rg_batch *b, const double *rows, int64_t n, double *out, int threads);
+int rg_batch_backward(rg_batch *b, double scale, int threads);
+int rg_batch_input_grads(rg_batch *b, double *out);

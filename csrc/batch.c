@@ -1,0 +1,675 @@
+/* batch.c: batched replay (rgrad.Batch). One sample's graph, built once with
+   Values, runs over many rows at once: every node the outputs depend on holds
+   a vector of rows, and each op is one loop over a block of rows.
+
+   Compiling. The graph under the outputs is walked once, in creation order
+   (a topological order). Each node becomes a register:
+   - a per-row input (a leaf the caller names) and every node that depends on
+     one is a vector register: one double per row of the block;
+   - every other leaf (the parameters) and every node that depends on such
+     leaves only is a uniform register: one double, computed once per
+     forward. Constant operands stay in the instruction, as in the node.
+   The program is two lists of instructions: the uniform one, run once, and
+   the vector one, run over each block. The batch keeps the handles of its
+   outputs and inputs (Python keeps their Values, which keep the graph), and
+   compiles again when a compaction has moved nodes or a node was given new
+   children since (A.collections, A.edits).
+
+   Running. Rows go in blocks of BLOCK rows (sized so that a block's data and
+   grads stay in L2). Forward runs the vector program up each block; its
+   data is kept for backward when it fits in KEEP_BYTES, else backward runs
+   the block's forward again. Backward seeds d out[0] = 1 in every row, runs
+   the program down, adds the block's contributions to each uniform register
+   in row order into that block's own partial sums, and keeps the per-row
+   grads of the inputs. Then the blocks' partials are added in block order,
+   backward runs down the uniform program once, and each shared leaf's grad
+   gets scale times its sum. Blocks are shared among worker threads in fixed
+   stripes; no sum depends on which thread ran a block, so any thread count
+   gives the same bits.
+
+   The arena lock is held only to compile, to read the shared leaves' data
+   and to add their grads: the loops over rows run without it. */
+/* The loops over rows are written for the compiler to vectorize, which GCC
+   does at -O3 (Clang does at -O2). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+
+#define L2_BYTES (512 * 1024)       /* a block's data and grads (16 B a node a row) */
+#define KEEP_BYTES ((int64_t)16 << 20)   /* forward data kept for backward, at most */
+#define MIN_THREAD_WORK 200000       /* node-rows a worker thread must have to pay */
+
+enum { VEC = 0, UNI = 1 };           /* where an operand lives */
+
+typedef struct {
+    uint8_t op, kx, ky;              /* op code; kinds of x and y (VEC or UNI) */
+    int32_t z, x, y;                 /* registers (in the kind's file) */
+    double c;                        /* the constant operand (arg) */
+} inst;
+
+struct rg_batch {
+    rg_mutex lock;                   /* one call on a batch at a time */
+    int32_t nout, nin;
+    int32_t *out_h, *in_h;           /* handles of the outputs and the inputs */
+    /* the compiled program, valid for (gen, edits) */
+    int64_t gen, edits;
+    int compiled;
+    int32_t nv, nu;                  /* vector and uniform registers */
+    inst *vprog, *uprog;
+    int32_t nvprog, nuprog;
+    int32_t *in_reg;                 /* input j -> vector register */
+    int32_t *out_reg;                /* output k -> register, kind in out_kind */
+    uint8_t *out_kind;
+    int32_t nleaf;                   /* shared leaves: uniform registers 0..nleaf-1 */
+    int32_t *leaf_node;              /* their node indices (for gen) */
+    /* the last forward */
+    double *u;                       /* uniform data, nu */
+    int64_t rows;                    /* rows of the last forward, 0 before any */
+    int32_t block;                   /* rows a block */
+    double *in_rows;                 /* rows x nin, a copy of the last forward's rows */
+    double *kept;                    /* each block's vector data (nblocks x nv x block), or NULL */
+    double *in_grads;                /* rows x nin after backward */
+    int64_t in_rows_cap, kept_cap, in_grads_cap;   /* doubles allocated (kept for reuse) */
+    int keep;                        /* the last forward kept its data in kept */
+    int have_grads;
+};
+
+static void drop_program(rg_batch *b)
+{
+    free(b->vprog); free(b->uprog); free(b->in_reg); free(b->out_reg);
+    free(b->out_kind); free(b->leaf_node); free(b->u);
+    b->vprog = b->uprog = NULL;
+    b->in_reg = b->out_reg = b->leaf_node = NULL;
+    b->out_kind = NULL;
+    b->u = NULL;
+    b->compiled = 0;
+}
+
+static void drop_run(rg_batch *b)
+{
+    b->rows = 0;
+    b->keep = 0;
+    b->have_grads = 0;
+}
+
+/* *p with room for n doubles (its contents are not kept), or 0 */
+static int room(double **p, int64_t *cap, int64_t n)
+{
+    if (n < 1) n = 1;
+    if (*cap >= n) return 1;
+    free(*p);
+    *p = malloc((size_t)n * sizeof **p);
+    *cap = *p ? n : 0;
+    return *p != NULL;
+}
+
+/* ---- compiling (arena lock held) ----------------------------------------- */
+
+static int compile(rg_batch *b)
+{
+    int rc = RG_OK;
+    int32_t top = -1;
+    int32_t *nodes = NULL, *reg = NULL;
+    uint8_t *kind = NULL;
+    drop_program(b);
+    for (int32_t k = 0; k < b->nout; k++) {
+        int32_t i = node_of(b->out_h[k]);
+        if (i < 0) return RG_EHANDLE;
+        if (i > top) top = i;
+    }
+    for (int32_t j = 0; j < b->nin; j++) {
+        int32_t i = node_of(b->in_h[j]);
+        if (i < 0) return RG_EHANDLE;
+        if (A.nodes[i].op != RG_LEAF) return RG_EBATCHIN;
+    }
+    if (top < 0) return RG_EHANDLE;
+    /* the nodes under the outputs, in creation order: mark, walk down */
+    uint8_t *mark = A.mark;
+    int32_t pending = 0;
+    for (int32_t k = 0; k < b->nout; k++) {
+        int32_t i = node_of(b->out_h[k]);
+        if (!mark[i]) { mark[i] = 1; pending++; }
+    }
+    int32_t count = 0;
+    nodes = malloc((size_t)(top + 1) * sizeof *nodes);
+    if (!nodes) {
+        for (int32_t i = top; pending > 0; i--) if (mark[i]) { mark[i] = 0; pending--; }
+        return RG_ENOMEM;
+    }
+    for (int32_t i = top; pending > 0; i--) {
+        if (!mark[i]) continue;
+        mark[i] = 0;
+        pending--;
+        nodes[count++] = i;
+        const rg_node *z = &A.nodes[i];
+        if (z->a >= 0 && !mark[z->a]) { mark[z->a] = 1; pending++; }
+        if (z->b >= 0 && !mark[z->b]) { mark[z->b] = 1; pending++; }
+    }
+    /* nodes[] runs down; the registers are numbered up. reg[i] is first
+       -2 - j for the node of input j, -1 for any other. */
+    reg = malloc((size_t)(top + 1) * sizeof *reg);
+    kind = malloc((size_t)(top + 1));
+    b->vprog = malloc((size_t)(count ? count : 1) * sizeof *b->vprog);
+    b->uprog = malloc((size_t)(count ? count : 1) * sizeof *b->uprog);
+    b->leaf_node = malloc((size_t)(count ? count : 1) * sizeof *b->leaf_node);
+    b->in_reg = malloc((size_t)(b->nin ? b->nin : 1) * sizeof *b->in_reg);
+    b->out_reg = malloc((size_t)b->nout * sizeof *b->out_reg);
+    b->out_kind = malloc((size_t)b->nout);
+    if (!reg || !kind || !b->vprog || !b->uprog || !b->leaf_node || !b->in_reg ||
+        !b->out_reg || !b->out_kind) { rc = RG_ENOMEM; goto out; }
+    int32_t nv = 0, nu = 0, nleaf = 0;
+    for (int32_t j = 0; j < b->nin; j++)      /* each input a register of its own */
+        b->in_reg[j] = nv++;
+    for (int32_t j = 0; j < b->nin; j++)
+        for (int32_t j2 = 0; j2 < j; j2++)
+            if (node_of(b->in_h[j2]) == node_of(b->in_h[j])) { rc = RG_EBATCHIN; goto out; }
+    for (int32_t k = 0; k < count; k++) reg[nodes[k]] = -1;
+    for (int32_t j = 0; j < b->nin; j++) {
+        int32_t i = node_of(b->in_h[j]);
+        if (i <= top) reg[i] = -2 - j;        /* (a node the outputs do not use is never read) */
+    }
+    /* leaves: inputs are vector registers 0..nin-1; the other leaves, shared,
+       uniform registers 0..nleaf-1 */
+    for (int32_t k = count - 1; k >= 0; k--) {
+        int32_t i = nodes[k];
+        const rg_node *z = &A.nodes[i];
+        if (z->op == RG_PY || z->op == RG_LINK) { rc = RG_EPYOP; goto out; }
+        if (z->op != RG_LEAF) continue;
+        if (reg[i] <= -2) {
+            kind[i] = VEC;
+            reg[i] = b->in_reg[-2 - reg[i]];
+        } else {
+            kind[i] = UNI;
+            b->leaf_node[nleaf++] = i;
+            reg[i] = nu++;
+        }
+    }
+    int32_t nvp = 0, nup = 0;
+    for (int32_t k = count - 1; k >= 0; k--) {
+        int32_t i = nodes[k];
+        const rg_node *z = &A.nodes[i];
+        if (z->op == RG_LEAF) continue;
+        if (reg[i] <= -2) { rc = RG_EBATCHIN; goto out; }   /* (inputs are leaves) */
+        int ka = z->a >= 0 ? kind[z->a] : UNI, kb = z->b >= 0 ? kind[z->b] : UNI;
+        inst in = { .op = z->op, .kx = (uint8_t)ka, .ky = (uint8_t)kb,
+                    .x = z->a >= 0 ? reg[z->a] : -1, .y = z->b >= 0 ? reg[z->b] : -1,
+                    .c = z->arg };
+        if (ka == UNI && kb == UNI) {
+            kind[i] = UNI;
+            in.z = reg[i] = nu++;
+            b->uprog[nup++] = in;
+        } else {
+            kind[i] = VEC;
+            in.z = reg[i] = nv++;
+            b->vprog[nvp++] = in;
+        }
+    }
+    for (int32_t k = 0; k < b->nout; k++) {
+        int32_t i = node_of(b->out_h[k]);
+        b->out_reg[k] = reg[i];
+        b->out_kind[k] = kind[i];
+    }
+    b->u = malloc((size_t)(nu ? nu : 1) * sizeof *b->u);
+    if (!b->u) { rc = RG_ENOMEM; goto out; }
+    b->nv = nv; b->nu = nu; b->nleaf = nleaf;
+    b->nvprog = nvp; b->nuprog = nup;
+    int64_t blk = L2_BYTES / ((int64_t)(nv ? nv : 1) * 16);
+    blk = blk < 16 ? 16 : blk > 256 ? 256 : blk;
+    b->block = (int32_t)(blk & ~7);
+    b->gen = A.collections;
+    b->edits = A.edits;
+    b->compiled = 1;
+out:
+    free(nodes); free(reg); free(kind);
+    if (rc != RG_OK) drop_program(b);
+    return rc;
+}
+
+/* The program, compiled for the arena as it is now. */
+static int ready(rg_batch *b)
+{
+    if (b->compiled && b->gen == A.collections && b->edits == A.edits) return RG_OK;
+    int32_t old_nv = b->nv, was = b->compiled;
+    int rc = compile(b);
+    if (rc == RG_OK && was && b->nv != old_nv) drop_run(b);
+    return rc;
+}
+
+/* ---- the loops over a block ------------------------------------------------ */
+
+/* x ** k with pow_checked's errors, one element; *bad collects them */
+static inline double bpow(double x, double k, int *bad)
+{
+    if (isfinite(x) && isfinite(k)) {
+        if (x == 0.0 && k < 0.0) { *bad = RG_EZERODIV; return NAN; }
+        if (x < 0.0 && k != floor(k)) { *bad = RG_EDOMAIN; return NAN; }
+        double r = pow(x, k);
+        if (isinf(r)) *bad = RG_EOVERFLOW;
+        return r;
+    }
+    return pow(x, k);
+}
+
+static inline double bsigmoid(double x)
+{
+    double e = exp(-fabs(x));
+    return x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+
+/* Forward of the vector program over one block of m rows: D holds nv
+   registers of `stride` doubles; u the uniform data. */
+static int fwd_block(const rg_batch *b, double *restrict D, int32_t stride, int32_t m)
+{
+    const double *u = b->u;
+    int bad = RG_OK;
+    for (int32_t k = 0; k < b->nvprog; k++) {
+        const inst *in = &b->vprog[k];
+        double *restrict z = D + (int64_t)in->z * stride;
+        const double *x = in->kx == VEC ? D + (int64_t)in->x * stride : NULL;
+        const double *y = in->y >= 0 && in->ky == VEC ? D + (int64_t)in->y * stride : NULL;
+        double xs = in->kx == UNI && in->x >= 0 ? u[in->x] : 0.0;
+        double ys = in->y >= 0 && in->ky == UNI ? u[in->y] : 0.0;
+        double c = in->c;
+        switch (in->op) {
+        case RG_ADD:
+            if (x && y) for (int32_t i = 0; i < m; i++) z[i] = x[i] + y[i];
+            else if (x) for (int32_t i = 0; i < m; i++) z[i] = x[i] + ys;
+            else for (int32_t i = 0; i < m; i++) z[i] = xs + y[i];
+            break;
+        case RG_MUL:
+            if (x && y) for (int32_t i = 0; i < m; i++) z[i] = x[i] * y[i];
+            else if (x) for (int32_t i = 0; i < m; i++) z[i] = x[i] * ys;
+            else for (int32_t i = 0; i < m; i++) z[i] = xs * y[i];
+            break;
+        case RG_ADDC: for (int32_t i = 0; i < m; i++) z[i] = x[i] + c; break;
+        case RG_MULC: for (int32_t i = 0; i < m; i++) z[i] = x[i] * c; break;
+        case RG_NEG: for (int32_t i = 0; i < m; i++) z[i] = -x[i]; break;
+        case RG_RELU: for (int32_t i = 0; i < m; i++) z[i] = x[i] < 0.0 ? 0.0 : x[i]; break;
+        case RG_POW: for (int32_t i = 0; i < m; i++) z[i] = bpow(x[i], c, &bad); break;
+        case RG_TANH: for (int32_t i = 0; i < m; i++) z[i] = tanh(x[i]); break;
+        case RG_EXP:
+            for (int32_t i = 0; i < m; i++) {
+                z[i] = exp(x[i]);
+                if (isinf(z[i]) && isfinite(x[i])) bad = RG_EOVERFLOW;
+            }
+            break;
+        case RG_LOG:
+            for (int32_t i = 0; i < m; i++) {
+                if (x[i] <= 0.0) bad = RG_EDOMAIN;
+                z[i] = log(x[i]);
+            }
+            break;
+        case RG_SIGMOID: for (int32_t i = 0; i < m; i++) z[i] = bsigmoid(x[i]); break;
+        case RG_SOFTPLUS:
+            for (int32_t i = 0; i < m; i++)
+                z[i] = (x[i] > 0.0 ? x[i] : 0.0) + log1p(exp(-fabs(x[i])));
+            break;
+        case RG_POWV:
+            for (int32_t i = 0; i < m; i++)
+                z[i] = bpow(x ? x[i] : xs, y ? y[i] : ys, &bad);
+            break;
+        case RG_RPOWC: for (int32_t i = 0; i < m; i++) z[i] = bpow(c, x[i], &bad); break;
+        default: return RG_EHANDLE;
+        }
+    }
+    return bad;
+}
+
+/* Sums over a block's rows, in four lanes (row i in lane i % 4) added up in
+   a fixed order: they vectorize, and no thread count changes them. */
+static inline double sum4(const double *restrict a, int32_t m)
+{
+    double l[4] = { 0.0, 0.0, 0.0, 0.0 };
+    int32_t i = 0;
+    for (; i + 4 <= m; i += 4)
+        for (int32_t q = 0; q < 4; q++) l[q] += a[i + q];
+    for (; i < m; i++) l[i & 3] += a[i];
+    return (l[0] + l[1]) + (l[2] + l[3]);
+}
+
+static inline double dot4(const double *restrict a, const double *restrict g, int32_t m)
+{
+    double l[4] = { 0.0, 0.0, 0.0, 0.0 };
+    int32_t i = 0;
+    for (; i + 4 <= m; i += 4)
+        for (int32_t q = 0; q < 4; q++) l[q] += a[i + q] * g[i + q];
+    for (; i < m; i++) l[i & 3] += a[i] * g[i];
+    return (l[0] + l[1]) + (l[2] + l[3]);
+}
+
+/* Backward of the vector program over one block: D the block's data, G its
+   grads (zeroed here), P the block's partial sums for the uniform registers
+   (zeroed here), each added up in row order. The local derivatives are
+   step()'s (rgrad.c). A unary op's operand is a vector: were it uniform,
+   the op's node would be too. */
+static void bwd_block(const rg_batch *b, const double *restrict D, double *restrict G,
+                      double *restrict P, int32_t stride, int32_t m)
+{
+    const double *u = b->u;
+    memset(G, 0, (size_t)b->nv * (size_t)stride * sizeof *G);
+    memset(P, 0, (size_t)(b->nu ? b->nu : 1) * sizeof *P);
+    if (b->out_kind[0] == VEC) {
+        double *g0 = G + (int64_t)b->out_reg[0] * stride;
+        for (int32_t i = 0; i < m; i++) g0[i] = 1.0;
+    } else {
+        P[b->out_reg[0]] += (double)m;
+    }
+    for (int32_t k = b->nvprog - 1; k >= 0; k--) {
+        const inst *in = &b->vprog[k];
+        const double *z = D + (int64_t)in->z * stride;
+        const double *gz = G + (int64_t)in->z * stride;
+        int xv = in->kx == VEC, yv = in->y >= 0 && in->ky == VEC;
+        const double *x = xv ? D + (int64_t)in->x * stride : NULL;
+        const double *y = yv ? D + (int64_t)in->y * stride : NULL;
+        double *gx = xv ? G + (int64_t)in->x * stride : NULL;
+        double *gy = yv ? G + (int64_t)in->y * stride : NULL;
+        double xs = !xv ? u[in->x] : 0.0;
+        double ys = in->y >= 0 && !yv ? u[in->y] : 0.0;
+        double c = in->c;
+#define XI (x ? x[i] : xs)
+#define YI (y ? y[i] : ys)
+        switch (in->op) {
+        case RG_ADD:
+            if (xv) for (int32_t i = 0; i < m; i++) gx[i] += gz[i];
+            else P[in->x] += sum4(gz, m);
+            if (yv) for (int32_t i = 0; i < m; i++) gy[i] += gz[i];
+            else P[in->y] += sum4(gz, m);
+            break;
+        case RG_MUL:
+            if (xv && yv) {
+                for (int32_t i = 0; i < m; i++) gx[i] += y[i] * gz[i];
+                for (int32_t i = 0; i < m; i++) gy[i] += x[i] * gz[i];
+            } else if (xv) {             /* y uniform */
+                for (int32_t i = 0; i < m; i++) gx[i] += ys * gz[i];
+                P[in->y] += dot4(x, gz, m);
+            } else {                     /* x uniform */
+                P[in->x] += dot4(y, gz, m);
+                for (int32_t i = 0; i < m; i++) gy[i] += xs * gz[i];
+            }
+            break;
+        case RG_POWV: {                  /* rare: row by row, through T */
+            double *T = G + (int64_t)b->nv * stride;     /* one spare register */
+            for (int32_t i = 0; i < m; i++) T[i] = (YI * pow(XI, YI - 1.0)) * gz[i];
+            if (xv) for (int32_t i = 0; i < m; i++) gx[i] += T[i];
+            else P[in->x] += sum4(T, m);
+            for (int32_t i = 0; i < m; i++)
+                T[i] = (XI == 0.0 && YI >= 0.0) ? 0.0 : (z[i] * log(XI)) * gz[i];
+            if (yv) for (int32_t i = 0; i < m; i++) gy[i] += T[i];
+            else P[in->y] += sum4(T, m);
+            break;
+        }
+        case RG_ADDC: for (int32_t i = 0; i < m; i++) gx[i] += gz[i]; break;
+        case RG_MULC: for (int32_t i = 0; i < m; i++) gx[i] += c * gz[i]; break;
+        case RG_NEG: for (int32_t i = 0; i < m; i++) gx[i] += -gz[i]; break;
+        case RG_RELU:
+            for (int32_t i = 0; i < m; i++) gx[i] += (z[i] > 0.0 ? 1.0 : 0.0) * gz[i];
+            break;
+        case RG_POW:
+            for (int32_t i = 0; i < m; i++) gx[i] += (c * pow(x[i], c - 1.0)) * gz[i];
+            break;
+        case RG_TANH:
+            for (int32_t i = 0; i < m; i++) gx[i] += (1.0 - z[i] * z[i]) * gz[i];
+            break;
+        case RG_EXP: for (int32_t i = 0; i < m; i++) gx[i] += z[i] * gz[i]; break;
+        case RG_LOG: for (int32_t i = 0; i < m; i++) gx[i] += gz[i] / x[i]; break;
+        case RG_SIGMOID:
+            for (int32_t i = 0; i < m; i++) gx[i] += z[i] * (1.0 - z[i]) * gz[i];
+            break;
+        case RG_SOFTPLUS:
+            for (int32_t i = 0; i < m; i++) gx[i] += bsigmoid(x[i]) * gz[i];
+            break;
+        case RG_RPOWC:
+            for (int32_t i = 0; i < m; i++)
+                if (!(c == 0.0 && x[i] >= 0.0)) gx[i] += (z[i] * log(c)) * gz[i];
+            break;
+        }
+#undef XI
+#undef YI
+    }
+}
+
+/* The uniform program, forward (once per forward) or backward (once per backward, from
+   the summed grads UG). */
+static int uni_forward(rg_batch *b)
+{
+    double *u = b->u;
+    for (int32_t k = 0; k < b->nuprog; k++) {
+        const inst *in = &b->uprog[k];
+        rg_node x = { .data = in->x >= 0 ? u[in->x] : 0.0 };
+        rg_node y = { .data = in->y >= 0 ? u[in->y] : 0.0 };
+        rg_node z = { .op = in->op, .arg = in->c, .a = in->x >= 0 ? 0 : -1,
+                      .b = in->y >= 0 ? 1 : -1 };
+        rg_node pair[2] = { x, y };
+        int rc = rg_step(pair, &z, 0);
+        if (rc != RG_OK) return rc;
+        u[in->z] = z.data;
+    }
+    return RG_OK;
+}
+
+static void uni_backward(const rg_batch *b, double *UG)
+{
+    const double *u = b->u;
+    for (int32_t k = b->nuprog - 1; k >= 0; k--) {
+        const inst *in = &b->uprog[k];
+        rg_node pair[2] = { { .data = in->x >= 0 ? u[in->x] : 0.0 },
+                            { .data = in->y >= 0 ? u[in->y] : 0.0 } };
+        rg_node z = { .op = in->op, .arg = in->c, .data = u[in->z], .grad = UG[in->z],
+                      .a = in->x >= 0 ? 0 : -1, .b = in->y >= 0 ? 1 : -1 };
+        rg_step(pair, &z, 1);
+        if (in->x >= 0) UG[in->x] += pair[0].grad;
+        if (in->y >= 0) UG[in->y] += pair[1].grad;
+    }
+}
+
+/* ---- threads ----------------------------------------------------------------- */
+
+typedef struct {
+    rg_batch *b;
+    int backward;
+    int32_t t, nthreads;
+    double *out;                     /* forward: rows x nout */
+    double *P;                       /* backward: nblocks x nu partials */
+    int rc;
+} work;
+
+static void run_blocks(void *arg)
+{
+    work *w = arg;
+    rg_batch *b = w->b;
+    int32_t B = b->block, nv = b->nv;
+    int64_t nblocks = (b->rows + B - 1) / B;
+    double *scratch = NULL, *G = NULL;
+    if (!b->keep || w->backward) {
+        scratch = b->keep ? NULL : malloc((size_t)(nv ? nv : 1) * (size_t)B * sizeof *scratch);
+        G = w->backward ? malloc((size_t)(nv + 1) * (size_t)B * sizeof *G) : NULL;   /* +1: POWV's */
+        if ((!b->keep && !scratch) || (w->backward && !G)) {
+            w->rc = RG_ENOMEM;
+            goto out;
+        }
+    }
+    for (int64_t blk = w->t; blk < nblocks; blk += w->nthreads) {
+        int64_t r0 = blk * B;
+        int32_t m = (int32_t)(b->rows - r0 < B ? b->rows - r0 : B);
+        double *D = b->keep ? b->kept + blk * (int64_t)nv * B : scratch;
+        if (!w->backward || !b->keep) {
+            for (int32_t j = 0; j < b->nin; j++) {
+                double *col = D + (int64_t)b->in_reg[j] * B;
+                for (int32_t i = 0; i < m; i++) col[i] = b->in_rows[(r0 + i) * b->nin + j];
+            }
+            int rc = fwd_block(b, D, B, m);
+            if (rc != RG_OK) { w->rc = rc; goto out; }
+        }
+        if (!w->backward) {
+            for (int32_t k = 0; k < b->nout; k++) {
+                const double *src = b->out_kind[k] == VEC ? D + (int64_t)b->out_reg[k] * B : NULL;
+                double us = b->u[b->out_reg[k]];
+                for (int32_t i = 0; i < m; i++)
+                    w->out[(r0 + i) * b->nout + k] = src ? src[i] : us;
+            }
+        } else {
+            bwd_block(b, D, G, w->P + blk * (int64_t)(b->nu ? b->nu : 1), B, m);
+            for (int32_t j = 0; j < b->nin; j++) {
+                const double *col = G + (int64_t)b->in_reg[j] * B;
+                for (int32_t i = 0; i < m; i++) b->in_grads[(r0 + i) * b->nin + j] = col[i];
+            }
+        }
+    }
+out:
+    free(scratch); free(G);
+}
+
+/* Runs the blocks on up to `threads` threads (the caller's among them). */
+static int run(rg_batch *b, int backward, int threads, double *out, double *P)
+{
+    int64_t nblocks = (b->rows + b->block - 1) / b->block;
+    int64_t work_total = b->rows * (int64_t)(b->nvprog + 1);
+    int64_t most = work_total / MIN_THREAD_WORK;
+    int32_t T = threads < 1 ? 1 : threads;
+    if (T > nblocks) T = (int32_t)nblocks;
+    if (T > most) T = most > 1 ? (int32_t)most : 1;
+    if (T > 64) T = 64;
+    work w[64];
+    rg_thread th[64];
+    rg_thread_job job[64];
+    int started[64] = { 0 };
+    for (int32_t t = 0; t < T; t++)
+        w[t] = (work){ .b = b, .backward = backward, .t = t, .nthreads = T, .out = out,
+                       .P = P, .rc = RG_OK };
+    for (int32_t t = 1; t < T; t++) {
+        job[t] = (rg_thread_job){ .fn = run_blocks, .arg = &w[t] };
+        started[t] = rg_thread_start(&th[t], &job[t]) == 0;
+        if (!started[t]) {           /* no thread: its stripe runs here, after ours */
+            w[t].rc = RG_OK;
+        }
+    }
+    run_blocks(&w[0]);
+    int rc = w[0].rc;
+    for (int32_t t = 1; t < T; t++) {
+        if (started[t]) rg_thread_join(th[t]);
+        else run_blocks(&w[t]);
+        if (rc == RG_OK) rc = w[t].rc;
+    }
+    return rc;
+}
+
+/* ---- the API --------------------------------------------------------------- */
+
+int rg_batch_new(const int32_t *outs, int32_t nout, const int32_t *ins, int32_t nin,
+                 rg_batch **made)
+{
+    *made = NULL;
+    if (nout < 1 || nin < 0) return RG_EBATCHIN;
+    rg_batch *b = calloc(1, sizeof *b);
+    if (!b) return RG_ENOMEM;
+    rg_mutex init = RG_MUTEX_INIT;
+    b->lock = init;
+    b->nout = nout;
+    b->nin = nin;
+    b->out_h = malloc((size_t)nout * sizeof *b->out_h);
+    b->in_h = malloc((size_t)(nin ? nin : 1) * sizeof *b->in_h);
+    if (!b->out_h || !b->in_h) { rg_batch_free(b); return RG_ENOMEM; }
+    memcpy(b->out_h, outs, (size_t)nout * sizeof *outs);
+    if (nin) memcpy(b->in_h, ins, (size_t)nin * sizeof *ins);
+    rg_mutex_lock(&A.lock);
+    int rc = compile(b);
+    rg_mutex_unlock(&A.lock);
+    if (rc != RG_OK) { rg_batch_free(b); return rc; }
+    *made = b;
+    return RG_OK;
+}
+
+void rg_batch_free(rg_batch *b)
+{
+    if (!b) return;
+    drop_program(b);
+    free(b->in_rows); free(b->kept); free(b->in_grads);
+    free(b->out_h); free(b->in_h);
+    free(b);
+}
+
+int32_t rg_batch_shape(rg_batch *b, int32_t which)
+{
+    rg_mutex_lock(&b->lock);
+    int32_t r = which == 0 ? b->nv : which == 1 ? b->nu : which == 2 ? b->nleaf
+              : which == 3 ? b->block : b->nvprog + b->nuprog;
+    rg_mutex_unlock(&b->lock);
+    return r;
+}
+
+int rg_batch_forward(rg_batch *b, const double *rows, int64_t n, double *out, int threads)
+{
+    int rc;
+    if (n < 1) return RG_EBATCHIN;
+    rg_mutex_lock(&b->lock);
+    drop_run(b);
+    rg_mutex_lock(&A.lock);
+    rc = ready(b);
+    if (rc == RG_OK)                 /* the shared leaves' data, now */
+        for (int32_t k = 0; k < b->nleaf; k++) b->u[k] = A.nodes[b->leaf_node[k]].data;
+    rg_mutex_unlock(&A.lock);
+    if (rc != RG_OK) goto out;
+    if ((rc = uni_forward(b)) != RG_OK) goto out;
+    if (!room(&b->in_rows, &b->in_rows_cap, n * b->nin)) { rc = RG_ENOMEM; goto out; }
+    if (b->nin) memcpy(b->in_rows, rows, (size_t)n * (size_t)b->nin * sizeof *rows);
+    b->rows = n;
+    int64_t nblocks = (n + b->block - 1) / b->block;
+    int64_t doubles = nblocks * (int64_t)b->nv * b->block;
+    /* else backward computes each block again */
+    b->keep = doubles * (int64_t)sizeof(double) <= KEEP_BYTES &&
+              room(&b->kept, &b->kept_cap, doubles);
+    rc = run(b, 0, threads, out, NULL);
+out:
+    if (rc != RG_OK) drop_run(b);
+    rg_mutex_unlock(&b->lock);
+    return rc;
+}
+
+int rg_batch_backward(rg_batch *b, double scale, int threads)
+{
+    int rc = RG_OK;
+    double *P = NULL, *UG = NULL;
+    rg_mutex_lock(&b->lock);
+    if (b->rows == 0) { rc = RG_ENOFORWARD; goto out; }
+    int64_t nblocks = (b->rows + b->block - 1) / b->block;
+    P = malloc((size_t)nblocks * (size_t)(b->nu ? b->nu : 1) * sizeof *P);
+    UG = calloc((size_t)(b->nu ? b->nu : 1), sizeof *UG);
+    if (!P || !UG || !room(&b->in_grads, &b->in_grads_cap, b->rows * b->nin)) {
+        rc = RG_ENOMEM;
+        goto out;
+    }
+    if ((rc = run(b, 1, threads, NULL, P)) != RG_OK) goto out;
+    for (int64_t blk = 0; blk < nblocks; blk++)      /* in block order, always */
+        for (int32_t k = 0; k < b->nu; k++) UG[k] += P[blk * (b->nu ? b->nu : 1) + k];
+    uni_backward(b, UG);
+    b->have_grads = 1;
+    rg_mutex_lock(&A.lock);
+    rc = ready(b);                   /* a compaction since forward moves the leaves */
+    if (rc == RG_OK)
+        for (int32_t k = 0; k < b->nleaf; k++) {
+            rg_node *p = &A.nodes[b->leaf_node[k]];
+            p->grad += scale * UG[k];
+            p->flags &= (uint8_t)~F_IGRAD;
+        }
+    rg_mutex_unlock(&A.lock);
+out:
+    free(P); free(UG);
+    rg_mutex_unlock(&b->lock);
+    return rc;
+}
+
+int rg_batch_input_grads(rg_batch *b, double *out)
+{
+    rg_mutex_lock(&b->lock);
+    int rc = b->have_grads ? RG_OK : RG_ENOFORWARD;
+    if (rc == RG_OK && b->nin)
+        memcpy(out, b->in_grads, (size_t)b->rows * (size_t)b->nin * sizeof *out);
+    rg_mutex_unlock(&b->lock);
+    return rc;
+}
