@@ -24,7 +24,7 @@ from rgrad.benchmarks import BASELINE_GROUP, BASES
 
 GROUP_ORDER = ["seed", "demo step", "demo step replayed", "replay per node", "python ops"]
 IMPL_ORDER = ["rgrad", "rgrad-pyops-alive", "micrograd", "micrograd-nogc", "torch",
-              "rgrad-replay", "torch-tensors", "jax-jit", "casadi-vm"]
+              "rgrad-replay", "rgrad-batch", "torch-tensors", "jax-jit", "casadi-vm"]
 NOT_TIMED = {"memory"}       # its time is a probe process's; only its bytes count
 
 

@@ -7,6 +7,8 @@ run again every step, by each engine in its own way:
 
     rgrad-replay    rgrad's graph built once: forward(), zero_grad,
                     backward(), rgrad.optim.SGD.step()
+    rgrad-batch     one sample's loss built once and run over the 100 rows
+                    by rgrad.Batch, the L2 term replayed beside it, SGD
     torch-tensors   PyTorch on a batch of 100 (float64 tensors, one thread):
                     no graph to reuse, but the work is in vectorized kernels
     jax-jit         jax.jit of the whole step (loss, grad, update), float64,
@@ -26,7 +28,7 @@ from .bench_workloads import version_of
 
 __all__ = ["PEER_ORDER", "PEER_INSTALL", "load_peers", "seeded_weights"]
 
-PEER_ORDER = ("rgrad-replay", "torch-tensors", "jax-jit", "casadi-vm")
+PEER_ORDER = ("rgrad-replay", "rgrad-batch", "torch-tensors", "jax-jit", "casadi-vm")
 PEER_INSTALL = {"torch-tensors": "pip install torch", "jax-jit": "pip install jax",
                 "casadi-vm": "pip install casadi"}
 SIZES = (2, 16, 16, 1)
@@ -62,6 +64,43 @@ class _RgradReplay:
 
     def loss(self):
         return self.total.data
+
+    def param_sum(self):
+        return sum(p.data for p in self.model.parameters())
+
+
+class _RgradBatch:
+    def __init__(self, X, y, threads=1):
+        from . import Batch, Value, values
+        from .bench_workloads import LOADERS, demo_model
+        from .optim import SGD
+        impl = LOADERS["rgrad"]()
+        self.model = demo_model(impl)
+        x, t = values([0.0, 0.0]), Value(0.0)
+        loss1 = (1 + -t * self.model(x)).relu()       # one sample's hinge loss
+        self.batch = Batch([loss1], inputs=[*x, t], threads=threads)
+        self.reg = ALPHA * sum(p * p for p in self.model.parameters())
+        rows = [[x0, x1, yi] for (x0, x1), yi in zip(X, y)]
+        try:
+            import numpy
+            rows = numpy.asarray(rows, dtype=float)
+        except ImportError:
+            pass
+        self.rows, self.n = rows, len(y)
+        self.opt = SGD(self.model.parameters(), lr=LR)
+        self.total = None
+
+    def step(self):
+        out = self.batch.forward(self.rows)
+        self.reg.forward()
+        self.opt.zero_grad()
+        self.batch.backward(scale=1.0 / self.n)
+        self.reg.backward()
+        self.opt.step()
+        self.total = (sum(r[0] for r in out) * (1.0 / self.n), self.reg.data)
+
+    def loss(self):
+        return self.total[0] + self.total[1]
 
     def param_sum(self):
         return sum(p.data for p in self.model.parameters())
@@ -198,11 +237,13 @@ def _versions():
         return version_of("casadi", casadi)
 
     from . import __version__
-    return {"rgrad-replay": lambda: __version__, "torch-tensors": torch_version,
+    return {"rgrad-replay": lambda: __version__, "rgrad-batch": lambda: __version__,
+            "torch-tensors": torch_version,
             "jax-jit": jax_version, "casadi-vm": casadi_version}
 
 
-FACTORIES = {"rgrad-replay": _RgradReplay, "torch-tensors": _TorchTensors,
+FACTORIES = {"rgrad-replay": _RgradReplay, "rgrad-batch": _RgradBatch,
+             "torch-tensors": _TorchTensors,
              "jax-jit": _JaxJit, "casadi-vm": _CasadiVM}
 
 

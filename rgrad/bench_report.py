@@ -7,7 +7,7 @@ __all__ = ["group_label", "machine_info", "header", "fmt_time", "fmt_ratio",
            "report", "plot", "ENGINES"]
 
 # the packages a run can time, as the header names them, and their rows
-ENGINES = {"rgrad": ("rgrad", "rgrad-replay"), "micrograd": ("micrograd", "micrograd-nogc"),
+ENGINES = {"rgrad": ("rgrad", "rgrad-replay", "rgrad-batch"), "micrograd": ("micrograd", "micrograd-nogc"),
            "torch": ("torch", "torch-tensors"), "jax": ("jax-jit",),
            "casadi": ("casadi-vm",)}
 RATIO_HEADS = {"micrograd": "vs micrograd", "micrograd-nogc": "vs micrograd gc-off"}

@@ -19,7 +19,7 @@ from rgrad import bench_workloads, benchmarks
 PEERS = ["micrograd", "torch", "jax", "casadi"]          # optional packages
 SCALAR = [("rgrad", None), ("micrograd", "micrograd"), ("micrograd-nogc", "micrograd"),
           ("torch", "torch")]
-REPLAYED = [("rgrad-replay", None), ("torch-tensors", "torch"), ("jax-jit", "jax"),
+REPLAYED = [("rgrad-replay", None), ("rgrad-batch", None), ("torch-tensors", "torch"), ("jax-jit", "jax"),
             ("casadi-vm", "casadi")]
 TIME = r"\d+\.\d{3} (?:s|ms|us|ns)"
 RATIO = r"\d+(?:\.\d+)?x"
@@ -196,9 +196,10 @@ def test_without_the_peers_it_says_how_to_install_them_and_runs_rgrad(tmp_path):
         assert f"{name} not installed" in out.stdout
     rows = _rows(out.stdout)
     assert [(r[0], r[1]) for r in rows] == RGRAD_ROWS
-    assert {r[1] for r in rows} == {"rgrad", "rgrad-replay"}
+    assert {r[1] for r in rows} == {"rgrad", "rgrad-replay", "rgrad-batch"}
     assert all(r[5] == r[6] == "-" for r in rows)      # nothing to compare with
-    assert "numbers agree: rgrad and rgrad-replay all give micrograd's values" in out.stdout
+    assert ("numbers agree: rgrad, rgrad-replay and rgrad-batch all give micrograd's values"
+            in out.stdout)
 
 
 def test_without_matplotlib_plot_prints_the_table_then_the_hint_and_exits_1(tmp_path):
