@@ -41,10 +41,14 @@ def parser():
     demo.add_argument("--samples", type=_int_at_least(2), default=100, metavar="N",
                       help="points in the data set (default: 100)")
     mode = demo.add_mutually_exclusive_group()
-    mode.add_argument("--replay", dest="replay", action="store_true", default=True,
-                      help="build the loss graph once, recompute it in place "
-                           "each step (default)")
-    mode.add_argument("--eager", dest="replay", action="store_false",
+    mode.add_argument("--batch", dest="mode", action="store_const", const="batch",
+                      default="batch",
+                      help="build one sample's loss once and run it over all the "
+                           "samples with rgrad.Batch (default: the fastest)")
+    mode.add_argument("--replay", dest="mode", action="store_const", const="replay",
+                      help="build the whole loss graph once, recompute it in place "
+                           "each step")
+    mode.add_argument("--eager", dest="mode", action="store_const", const="eager",
                       help="rebuild the loss graph each step, as micrograd does")
     demo.add_argument("--plot", metavar="FILE.png",
                       help="save the decision boundary to FILE.png (needs "
@@ -94,8 +98,8 @@ def main(argv=None):
         if not os.path.isdir(folder):
             args.parser.error(f"argument --plot: no such directory: {folder}")
     from . import demo
-    return demo.main(args.steps, args.seed, args.samples, replay=args.replay,
-                     plot=args.plot)
+    return demo.main(args.steps, args.seed, args.samples, replay=args.mode == "replay",
+                     plot=args.plot, batch=args.mode == "batch")
 
 
 if __name__ == "__main__":

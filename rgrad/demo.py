@@ -1,10 +1,14 @@
 """micrograd's demo: an MLP 2-16-16-1 learns two moons with a max-margin loss,
 L2 regularisation and SGD. `python -m rgrad demo` runs it.
 
-Two ways to train, with the same numbers:
+Three ways to train:
 - eager (micrograd's way): build the loss graph anew at every step;
 - replay: build it once, then at every step recompute it in place with
-  `total.forward()` and update the parameters with rgrad.optim.SGD.
+  `total.forward()` and update the parameters with rgrad.optim.SGD (the same
+  numbers as eager, to the bit);
+- batch: build one sample's loss once and run it over all the samples with
+  rgrad.Batch, the L2 term replayed beside it (the same numbers up to the
+  order in which the samples' gradients are added: the last bits).
 """
 import os
 import random
@@ -45,28 +49,68 @@ def _learning_rate(k, steps):
     return 1.0 - 0.9 * k / steps
 
 
+def _batched(model, X, y, alpha):
+    """A step function for training with rgrad.Batch: step(lr) -> (loss,
+    accuracy) before the update."""
+    from .batch import Batch, _numpy
+    from .bulk import values
+    from .optim import SGD
+    x, t = values([0.0, 0.0]), Value(0.0)
+    score = model(x)
+    loss1 = (1 + -t * score).relu()
+    batch = Batch([loss1, score], inputs=[*x, t])
+    params = model.parameters()
+    reg = alpha * sum(p * p for p in params)
+    rows = [[x0, x1, yi] for (x0, x1), yi in zip(X, y)]
+    scale = 1.0 / len(rows)
+    opt = SGD(params, lr=1.0)
+    np = _numpy()
+    if np is not None:                  # converted once, not at every forward
+        rows = np.asarray(rows, dtype=float)
+
+    def step(lr):
+        out = batch.forward(rows)
+        if np is not None:
+            out = out.tolist()
+        reg.forward()
+        total = sum(r[0] for r in out) * scale + reg.data
+        hits = [(yi > 0) == (r[1] > 0) for yi, r in zip(y, out)]
+        opt.zero_grad()
+        batch.backward(scale=scale)
+        reg.backward()
+        opt.lr = lr
+        opt.step()
+        return float(total), sum(hits) / len(hits)
+    return step
+
+
 def train(steps=100, seed=1337, samples=100, noise=0.1, log=print, *,
-          replay=False, on_step=None):
+          replay=False, batch=False, on_step=None):
     """Train as micrograd's demo does; returns (model, [(loss, accuracy)]),
     the loss and accuracy of each step measured before its update.
 
     log, if given, gets one line of text per step; on_step, if given, is
     called as on_step(k, loss, accuracy) at each step k (from 0). With
-    replay the graph is built once and recomputed in place at every step
-    (see the module's docstring); the numbers are the same."""
+    replay the graph is built once and recomputed in place at every step;
+    with batch one sample's graph runs over all samples (see the module's
+    docstring)."""
     random.seed(seed)
     X, labels = make_moons(samples, noise=noise, seed=seed)
     y = [2 * label - 1 for label in labels]
     model = MLP(2, [16, 16, 1])
     params = model.parameters()
     history = []
-    if replay:
+    if batch:
+        batched = _batched(model, X, y, 1e-4)
+    elif replay:
         from .optim import SGD
         scores, total = _scores_and_loss(model, X, y, 1e-4)
         opt = SGD(params, lr=_learning_rate(0, steps))
     for k in range(steps):
         lr = _learning_rate(k, steps)
-        if replay:
+        if batch:
+            value, acc = batched(lr)
+        elif replay:
             total.forward()
             acc = _accuracy(y, scores)
             opt.zero_grad()
@@ -79,11 +123,13 @@ def train(steps=100, seed=1337, samples=100, noise=0.1, log=print, *,
             total.backward()
             for p in params:
                 p.data -= lr * p.grad
-        history.append((total.data, acc))
+        if not batch:
+            value = total.data
+        history.append((value, acc))
         if log:
-            log(f"step {k:3d}  loss {total.data:.6f}  accuracy {acc * 100:.0f}%")
+            log(f"step {k:3d}  loss {value:.6f}  accuracy {acc * 100:.0f}%")
         if on_step is not None:
-            on_step(k, total.data, acc)
+            on_step(k, value, acc)
     return model, history
 
 
@@ -135,17 +181,13 @@ class Progress:
 
 # ---- the decision boundary --------------------------------------------------
 
-def _scorer(model):
-    """A function (x0, x1) -> the model's score, which replays one graph
-    instead of building a new one per point."""
+def _scores(model, points):
+    """The model's score at each (x0, x1) of points: one graph, built once and
+    run over all of them by rgrad.Batch."""
+    from .batch import Batch
     x0, x1 = Value(0.0), Value(0.0)
-    score = model([x0, x1])
-
-    def f(a, b):
-        x0.data, x1.data = a, b
-        score.forward()
-        return score.data
-    return f
+    out = Batch([model([x0, x1])], inputs=[x0, x1]).forward([list(p) for p in points])
+    return [float(r[0]) for r in out]
 
 
 def _bounds(X, margin=0.25):
@@ -159,16 +201,18 @@ def text_boundary(model, X, labels, width=60, height=20):
     'x' (label 1) or 'o' (label 0), upper case if the model gets it wrong."""
     if width < 2 or height < 2:
         raise ValueError("text_boundary needs width and height >= 2")
-    f = _scorer(model)
     x_lo, x_hi, y_lo, y_hi = _bounds(X)
     dx, dy = (x_hi - x_lo) / width, (y_hi - y_lo) / height
-    grid = [[":" if f(x_lo + (c + 0.5) * dx, y_hi - (r + 0.5) * dy) > 0 else " "
-             for c in range(width)] for r in range(height)]
-    for (a, b), label in zip(X, labels):
+    cells = [(x_lo + (c + 0.5) * dx, y_hi - (r + 0.5) * dy)
+             for r in range(height) for c in range(width)]
+    scores = _scores(model, cells + [tuple(p) for p in X])
+    grid = [[":" if scores[r * width + c] > 0 else " " for c in range(width)]
+            for r in range(height)]
+    for (a, b), label, s in zip(X, labels, scores[len(cells):]):
         c = min(width - 1, int((a - x_lo) / dx))
         r = min(height - 1, int((y_hi - b) / dy))
         mark = "x" if label == 1 else "o"
-        if (f(a, b) > 0) != (label == 1):
+        if (s > 0) != (label == 1):
             mark = mark.upper()
         grid[r][c] = mark
     border = "+" + "-" * width + "+"
@@ -185,11 +229,11 @@ def plot_boundary(model, X, labels, path, resolution=150, title=None):
     (ImportError otherwise)."""
     from matplotlib.figure import Figure   # no pyplot: no GUI backend needed
 
-    f = _scorer(model)
     x_lo, x_hi, y_lo, y_hi = _bounds(X)
     gx = [x_lo + (x_hi - x_lo) * i / (resolution - 1) for i in range(resolution)]
     gy = [y_lo + (y_hi - y_lo) * j / (resolution - 1) for j in range(resolution)]
-    z = [[f(a, b) for a in gx] for b in gy]
+    flat = _scores(model, [(a, b) for b in gy for a in gx])    # the grid in one forward
+    z = [flat[j * resolution:(j + 1) * resolution] for j in range(resolution)]
     # a scale symmetric about 0, clipped so that far-off scores don't wash it out
     top = max(1e-9, min(3.0, max(abs(s) for row in z for s in row)))
     z = [[max(-top, min(top, s)) for s in row] for row in z]
@@ -217,22 +261,26 @@ def _has_suffix(path):
 
 # ---- the command ------------------------------------------------------------
 
-def main(steps=100, seed=1337, samples=100, replay=True, plot=None, stream=None):
+def main(steps=100, seed=1337, samples=100, replay=True, plot=None, stream=None,
+         batch=False):
     """Train with a progress bar on `stream` (stdout), report, and with plot
     set draw the decision boundary there (or as text without matplotlib).
     Returns the exit code."""
     out = sys.stdout if stream is None else stream
     bar = Progress(steps, out)
+    if batch:       # Batch's results are numpy arrays where it is installed:
+        from .batch import _numpy   # its import, once per process, is not a step's
+        _numpy()
     start = time.perf_counter()
     try:
         model, history = train(steps, seed, samples, log=None, replay=replay,
-                               on_step=bar.update)
+                               batch=batch, on_step=bar.update)
     except KeyboardInterrupt:
         out.write("\ninterrupted\n")
         return 130
     elapsed = time.perf_counter() - start
     final_loss, final_acc = history[-1]
-    mode = "replay" if replay else "eager"
+    mode = "batch" if batch else "replay" if replay else "eager"
     out.write(f"done: loss {final_loss:.6f}, accuracy {final_acc * 100:.1f}%, "
               f"{elapsed / steps * 1e3:.2f} ms per step ({steps} steps, {mode})\n")
     if plot is None:

@@ -49,7 +49,7 @@ def test_demo_defaults_reach_95_percent_accuracy_printing_every_10_steps():
     assert steps == ["1/100"] + [f"{k}/100" for k in range(10, 101, 10)]
     _, acc, _ = _final(out.stdout)
     assert acc >= 95.0
-    assert "(100 steps, replay)" in out.stdout
+    assert "(100 steps, batch)" in out.stdout       # the default: the fastest
 
 
 def test_replay_and_eager_training_give_the_same_loss_at_every_step():
@@ -59,12 +59,25 @@ def test_replay_and_eager_training_give_the_same_loss_at_every_step():
     assert replay == eager          # equal to the bit: replay is what rebuilding computes
 
 
+def test_batch_training_follows_eager_to_the_last_bits():
+    # one sample's graph over all samples: the same ops, the gradients summed
+    # in another order, so each step's loss agrees to rounding, not to the bit
+    _, eager = train(steps=15, samples=40, log=None)
+    _, batch = train(steps=15, samples=40, log=None, batch=True)
+    assert len(batch) == 15
+    for (lb, ab), (le, ae) in zip(batch, eager):
+        assert lb == pytest.approx(le, rel=1e-12) and ab == ae
+
+
 def test_cli_replay_and_eager_report_the_same_final_loss():
     common = ("demo", "--steps", "5", "--samples", "30", "--seed", "7")
     replay, eager = _run(*common, "--replay"), _run(*common, "--eager")
-    assert replay.returncode == eager.returncode == 0
+    batch = _run(*common, "--batch")
+    assert replay.returncode == eager.returncode == batch.returncode == 0
     assert "replay)" in replay.stdout and "eager)" in eager.stdout
+    assert "batch)" in batch.stdout
     assert _final(replay.stdout)[:2] == _final(eager.stdout)[:2]
+    assert _final(batch.stdout)[:2] == _final(eager.stdout)[:2]    # as printed, to 6 places
 
 
 def test_train_calls_on_step_with_step_loss_and_accuracy():
