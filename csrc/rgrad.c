@@ -770,30 +770,16 @@ static int resolve(const int32_t *hs, int64_t n, int32_t *nodes_out)
     return RG_OK;
 }
 
-int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x, const double *xc,
-             const uint8_t *xint, int32_t nin, int32_t nout, int relu, const int32_t *out)
+/* One layer's nodes, as micrograd's neurons make them: act[j] = b[j] + w[j,0]*x[0]
+   + ... (relu'd if relu), from node indices iw (nout x nin), ib, ix (-1: the
+   constant xc[i], an int in micrograd where xint[i] is set); act gets the
+   output nodes. Room for them was reserved. */
+static int build_layer(const int32_t *iw, const int32_t *ib, const int32_t *ix,
+                       const double *xc, const uint8_t *xint, int32_t nin,
+                       int32_t nout, int relu, int32_t *act_out)
 {
-    int rc;
-    int64_t nw = (int64_t)nin * nout;
-    int32_t *idx = NULL;
-    lock_to_make();
-    if (nin < 0 || nout < 0) { rc = RG_EHANDLE; goto out; }
-    if (collection_due()) { rc = RG_COLLECT; goto out; }
-    /* node indices of w, then b, then x: resolved before anything is made */
-    idx = rg_realloc(NULL, (size_t)(nw + nout + nin + 1) * sizeof *idx);
-    if (!idx) { rc = RG_ENOMEM; goto out; }
-    int32_t *iw = idx, *ib = idx + nw, *ix = ib + nout;
-    if ((rc = resolve(w, nw, iw)) != RG_OK || (rc = resolve(b, nout, ib)) != RG_OK)
-        goto out;
-    for (int32_t i = 0; i < nin; i++) {       /* -1: the constant xc[i] */
-        if (x[i] == -1 && xc) ix[i] = -1;
-        else if ((ix[i] = node_of(x[i])) < 0) { rc = RG_EHANDLE; goto out; }
-    }
-    if ((rc = reserve_nodes(nout * (2 * (int64_t)nin + (relu != 0)))) != RG_OK ||
-        (rc = claim_slots(out, nout)) != RG_OK)
-        goto out;
-    int32_t n0 = A.n, j = 0;
-    for (; j < nout && rc == RG_OK; j++) {
+    int rc = RG_OK;
+    for (int32_t j = 0; j < nout && rc == RG_OK; j++) {
         int32_t act = ib[j];
         for (int32_t i = 0; i < nin && rc == RG_OK; i++) {   /* act = act + w[j,i] * x[i] */
             int32_t wi = iw[(int64_t)j * nin + i];
@@ -805,18 +791,94 @@ int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x, const double 
         }
         if (relu && rc == RG_OK && (rc = push_node(RG_RELU, act, -1, 0.0)) == RG_OK)
             act = A.n - 1;
-        if (rc == RG_OK) A.slot_node[out[j]] = act;   /* bound below */
+        act_out[j] = act;
     }
-    if (rc != RG_OK) {          /* anomaly mode refused a node: undo the layer */
+    return rc;
+}
+
+/* Node indices of the layers' weights and biases, then of x: resolved before
+   anything is made (RG_EHANDLE if a handle is dead). x[i] == -1 with xc: a
+   constant. idx must have room for sum(nin*nout + nout) + x's nin. */
+static int resolve_layers(const int32_t *w, const int32_t *b, const int32_t *sizes,
+                          int32_t nlayers, const int32_t *x, const double *xc, int32_t *idx)
+{
+    int64_t nw = 0, nb = 0;
+    for (int32_t l = 0; l < nlayers; l++) {
+        nw += (int64_t)sizes[l] * sizes[l + 1];
+        nb += sizes[l + 1];
+    }
+    int rc;
+    if ((rc = resolve(w, nw, idx)) != RG_OK || (rc = resolve(b, nb, idx + nw)) != RG_OK)
+        return rc;
+    int32_t *ix = idx + nw + nb;
+    for (int32_t i = 0; i < sizes[0]; i++) {
+        if (x[i] == -1 && xc) ix[i] = -1;
+        else if ((ix[i] = node_of(x[i])) < 0) return RG_EHANDLE;
+    }
+    return RG_OK;
+}
+
+/* Layers one after another (sizes[0] inputs, sizes[l + 1] outputs of layer
+   l; relu[l] for its nonlinearity): what calling each Layer in turn makes,
+   in one call. Only the last layer's outputs get handles (out). All or
+   nothing. */
+int rg_mlp(const int32_t *w, const int32_t *b, const int32_t *sizes, int32_t nlayers,
+           const uint8_t *relu, const int32_t *x, const double *xc, const uint8_t *xint,
+           const int32_t *out)
+{
+    int rc;
+    int32_t *idx = NULL;
+    int64_t nodes = 0, nw = 0, nb = 0, widest = 0;
+    lock_to_make();
+    if (nlayers < 1) { rc = RG_EHANDLE; goto out; }
+    for (int32_t l = 0; l <= nlayers; l++)
+        if (sizes[l] < 0 || (l > 0 && sizes[l] < 1)) { rc = RG_EHANDLE; goto out; }
+    for (int32_t l = 0; l < nlayers; l++) {
+        nw += (int64_t)sizes[l] * sizes[l + 1];
+        nb += sizes[l + 1];
+        nodes += (int64_t)sizes[l + 1] * (2 * (int64_t)sizes[l] + (relu[l] != 0));
+        if (sizes[l + 1] > widest) widest = sizes[l + 1];
+    }
+    if (collection_due()) { rc = RG_COLLECT; goto out; }
+    /* w, b, x, then two rows of activations */
+    idx = rg_realloc(NULL, (size_t)(nw + nb + sizes[0] + 2 * widest + 1) * sizeof *idx);
+    if (!idx) { rc = RG_ENOMEM; goto out; }
+    if ((rc = resolve_layers(w, b, sizes, nlayers, x, xc, idx)) != RG_OK) goto out;
+    int32_t nout = sizes[nlayers];
+    if ((rc = reserve_nodes(nodes)) != RG_OK || (rc = claim_slots(out, nout)) != RG_OK)
+        goto out;
+    int32_t n0 = A.n;
+    const int32_t *iw = idx, *ib = idx + nw, *in = idx + nw + nb;
+    int32_t *acts[2] = { idx + nw + nb + sizes[0], idx + nw + nb + sizes[0] + widest };
+    const double *c = xc;
+    const uint8_t *k = xint;
+    for (int32_t l = 0; l < nlayers && rc == RG_OK; l++) {
+        int32_t *act = acts[l & 1];
+        rc = build_layer(iw, ib, in, c, k, sizes[l], sizes[l + 1], relu[l], act);
+        iw += (int64_t)sizes[l] * sizes[l + 1];
+        ib += sizes[l + 1];
+        in = act;
+        c = NULL;                   /* later layers' inputs are nodes */
+        k = NULL;
+    }
+    if (rc != RG_OK) {          /* anomaly mode refused a node: undo it all */
         unclaim_slots(out, nout);
         A.n = n0;
     } else {
-        for (int32_t k = 0; k < nout; k++) bind_slot(out[k], A.slot_node[out[k]]);
+        for (int32_t j = 0; j < nout; j++) bind_slot(out[j], in[j]);
     }
 out:
     rg_mutex_unlock(&A.lock);
     free(idx);
     return rc;
+}
+
+int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x, const double *xc,
+             const uint8_t *xint, int32_t nin, int32_t nout, int relu, const int32_t *out)
+{
+    int32_t sizes[2] = { nin, nout };
+    uint8_t r = (uint8_t)(relu != 0);
+    return rg_mlp(w, b, sizes, 1, &r, x, xc, xint, out);
 }
 
 static double *field(rg_node *z, int which)

@@ -105,6 +105,14 @@ int rg_leaves(const double *xs, int32_t n, const int32_t *hs);
 int rg_layer(const int32_t *w, const int32_t *b, const int32_t *x, const double *xc,
              const uint8_t *xint, int32_t nin, int32_t nout, int relu, const int32_t *out);
 
+/* Layers in one call: what calling a Layer of each size in turn makes
+   (sizes[0] inputs, sizes[l + 1] outputs of layer l, relu[l] its
+   nonlinearity; w and b all layers' weights and biases, layer after layer;
+   x, xc, xint as for rg_layer). Only the last layer's outputs get handles. */
+int rg_mlp(const int32_t *w, const int32_t *b, const int32_t *sizes, int32_t nlayers,
+           const uint8_t *relu, const int32_t *x, const double *xc, const uint8_t *xint,
+           const int32_t *out);
+
 /* Gradients: sets root's grad to 1 and adds into every node root depends on. */
 int rg_backward(int32_t root);
 

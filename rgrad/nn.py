@@ -130,9 +130,19 @@ class MLP(Module):
                        for i in range(len(nouts))]
 
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
+        chain = _chain_for(self, x)
+        if chain is not None:
+            out = chain.run(x)          # all layers in one C call
+            if out is not None:
+                return out
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_cached_chain", None)  # C arrays: rebuilt on the next call
+        return state
 
     def parameters(self) -> list[Value]:
         return [p for layer in self.layers for p in layer.parameters()]
@@ -143,6 +153,8 @@ class MLP(Module):
 
 _SEQUENCES = (list, tuple, _ParamList)
 _NEURON_CALL = Neuron.__call__
+_LAYER_CALL = Layer.__call__
+_MLP_CALL = MLP.__call__
 # what a neuron's output depends on, as holds() compares it
 _state_of = operator.attrgetter("__class__", "w", "b", "nonlin")
 
@@ -200,27 +212,96 @@ class _Plan:
         """The layer's outputs on x, in one C call, or None where x holds
         something the unfused computation could treat differently (a Value
         subclass may define its own operators; a non-number raises there)."""
-        hs, cs, ks = [], [], None
-        for i, v in enumerate(x):
-            if type(v) is Value:
-                hs.append(v._s)
-                cs.append(0.0)
-            else:                   # a number: a constant in each multiply
-                c = _real(v)
-                if c is None:
-                    return None
-                hs.append(-1)
-                cs.append(c)
-                if _isint(v):       # micrograd's leaf for it holds an int
-                    ks = ks or [0] * len(x)
-                    ks[i] = 1
+        args = _inputs(x)
+        if args is None:
+            return None
         nout = len(self.bs)
-        xh = ffi.new("int32_t[]", hs)
-        xc = ffi.new("double[]", cs)
-        xk = ffi.new("uint8_t[]", ks) if ks else ffi.NULL
         vs, out = _fresh(nout)
-        return _bound(vs, out, lib.rg_layer, self.w, self.b, xh, xc, xk, self.nin, nout,
+        return _bound(vs, out, lib.rg_layer, self.w, self.b, *args, self.nin, nout,
                       self.relu, out)
+
+
+def _inputs(x):
+    """x as rg_layer's (handles, constants, int flags), or None where x holds
+    something other than plain Values and real numbers."""
+    hs, cs, ks = [], [], None
+    for i, v in enumerate(x):
+        if type(v) is Value:
+            hs.append(v._s)
+            cs.append(0.0)
+        else:                   # a number: a constant in each multiply
+            c = _real(v)
+            if c is None:
+                return None
+            hs.append(-1)
+            cs.append(c)
+            if _isint(v):       # micrograd's leaf for it holds an int
+                ks = ks or [0] * len(x)
+                ks[i] = 1
+    return (ffi.new("int32_t[]", hs), ffi.new("double[]", cs),
+            ffi.new("uint8_t[]", ks) if ks else ffi.NULL)
+
+
+class _Chain:
+    """An MLP's layers' plans as one set of arrays for rg_mlp: all layers in
+    one C call, handles only for the last layer's outputs (the values between
+    layers are nodes that nothing in Python holds; `_prev` makes objects for
+    them if asked). Valid while its layers hold the same plans."""
+
+    __slots__ = ("layers", "plans", "w", "b", "sizes", "relu", "nin", "nout")
+
+    @classmethod
+    def of(cls, layers, plans):
+        chain = cls()
+        chain.layers, chain.plans = list(layers), plans
+        chain.w = ffi.new("int32_t[]", [h for p in plans for h in ffi.unpack(p.w, p.nin * len(p.bs))])
+        chain.b = ffi.new("int32_t[]", [h for p in plans for h in ffi.unpack(p.b, len(p.bs))])
+        chain.sizes = ffi.new("int32_t[]", [plans[0].nin] + [len(p.bs) for p in plans])
+        chain.relu = ffi.new("uint8_t[]", [int(p.relu) for p in plans])
+        chain.nin, chain.nout = plans[0].nin, len(plans[-1].bs)
+        return chain
+
+    def run(self, x):
+        args = _inputs(x)
+        if args is None:
+            return None
+        xh, xc, xk = args
+        vs, out = _fresh(self.nout)
+        _bound(vs, out, lib.rg_mlp, self.w, self.b, self.sizes, len(self.plans),
+               self.relu, xh, xc, xk, out)
+        return vs[0] if self.nout == 1 else vs
+
+
+def _chain_for(mlp, x):
+    """The _Chain that runs mlp on x in one C call, or None where calling its
+    layers one by one could do something else: a layer that is not a plain
+    Layer, a plan that cannot be fused, sizes that do not follow, a layer
+    between others that returns one Value (the next would get a Value, not a
+    list), or x not a list of the first layer's size."""
+    layers = mlp.__dict__.get("layers")
+    if type(layers) not in _SEQUENCES or len(layers) < 2 or type(x) not in _SEQUENCES:
+        return None
+    if Layer.__call__ is not _LAYER_CALL or MLP.__call__ is not _MLP_CALL:
+        return None
+    plans = []
+    for layer in layers:
+        if type(layer) is not Layer:
+            return None
+        plan = layer.__dict__.get("_cached_plan")
+        if plan is None or not plan.holds(layer):
+            plan = layer.__dict__["_cached_plan"] = _Plan.of(layer)
+        if not plan.fusable:
+            return None
+        plans.append(plan)
+    if len(x) != plans[0].nin or any(
+            len(p.bs) != q.nin or len(p.bs) < 2 for p, q in zip(plans, plans[1:])):
+        return None
+    chain = mlp.__dict__.get("_cached_chain")
+    if (chain is None or len(chain.plans) != len(plans)
+            or any(a is not b for a, b in zip(chain.plans, plans))
+            or any(a is not b for a, b in zip(chain.layers, layers))):
+        chain = mlp.__dict__["_cached_chain"] = _Chain.of(layers, plans)
+    return chain
 
 
 def _copy(w):

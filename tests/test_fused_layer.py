@@ -170,3 +170,97 @@ def test_fused_layer_matches_unfused_after_any_sequence_of_changes(names, seed):
             continue
         assert _data(layer(x)) == want
         del junk
+
+
+# ---- a whole MLP in one C call (rgrad.nn._Chain) -------------------------------
+
+def _op_by_op(monkeypatch):
+    """Calls each layer in turn (no chain), for the reference."""
+    monkeypatch.setattr(rnn, "_chain_for", lambda mlp, x: None)
+
+
+def _graph(root):
+    """(op, data) of every node under root, in a walk order that depends only
+    on the graph's shape, and the grads after backward."""
+    out, seen, stack = [], set(), [root]
+    while stack:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        out.append((v._op, v.data))
+        stack.extend(sorted(v._prev, key=lambda c: (c._op, c.data)))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("sizes", [[16, 16, 1], [3, 4, 2], [5, 1]])
+def test_mlp_in_one_call_builds_the_graph_op_by_op_builds(monkeypatch, sizes):
+    for fused in (True, False):
+        random.seed(7)
+        model = rnn.MLP(2, sizes)
+        x = [Value(0.3), -1.25]                     # a Value and a number
+        if not fused:
+            _op_by_op(monkeypatch)
+        out = model(x)
+        outs = out if isinstance(out, list) else [out]
+        total = sum(outs)
+        total.backward()
+        got = ([o.data for o in outs], [p.grad for p in model.parameters()],
+               x[0].grad, _graph(total))
+        if fused:
+            want_fused = got
+    assert got == want_fused
+
+
+def test_mlp_chain_follows_changes_to_its_layers():
+    random.seed(3)
+    model = rnn.MLP(2, [4, 4, 1])
+    x = [0.5, -0.5]
+    first = model(x).data
+    model.layers[2].neurons[0].w[1] = Value(5.0)           # a weight swapped in place
+    second = model(x).data
+    assert second == _chained_reference(model, x) and second != first
+    model.layers[0] = rnn.Layer(2, 4)                       # a new layer
+    assert model(x).data == _chained_reference(model, x)
+    model.layers[1].neurons[0] = Doubled(4)                 # a neuron of a subclass
+    assert model(x).data == _chained_reference(model, x, op_by_op=True)
+
+
+def _chained_reference(model, x, op_by_op=False):
+    for layer in model.layers:
+        x = [n(x) for n in layer.neurons] if op_by_op else _reference(layer, x)
+    return _f(x[0])
+
+
+def test_mlp_chain_makes_handles_for_its_outputs_only():
+    random.seed(5)
+    model = rnn.MLP(3, [16, 16, 2])
+    x = rgrad.values([0.1, 0.2, 0.3])
+    model(x)                                   # the chain is made
+    rgrad.collect()
+    before = rgrad.stats()["handles"]
+    out = model(x)
+    assert len(out) == 2
+    assert rgrad.stats()["handles"] - before == 2
+    # what lies between the layers is reached through _prev, one object per node
+    hidden = {c for o in out for c in o._prev}
+    assert hidden and all(isinstance(c, Value) for c in hidden)
+
+
+def test_an_mlp_whose_hidden_layer_has_one_neuron_is_not_chained():
+    # micrograd's Layer returns a lone Value for one neuron, which the next
+    # layer cannot iterate: calling the layers in turn raises, and so must this
+    random.seed(1)
+    model = rnn.MLP(2, [1, 3])
+    with pytest.raises(TypeError):
+        model([0.5, 0.5])
+
+
+def test_a_pickled_mlp_that_ran_chained():
+    import pickle
+    random.seed(2)
+    model = rnn.MLP(2, [4, 1])
+    want = model([0.5, 1.5]).data
+    copy = pickle.loads(pickle.dumps(model))
+    assert "_cached_chain" not in copy.__dict__
+    assert copy([0.5, 1.5]).data == want
