@@ -13,6 +13,7 @@ rebuilds the plan, and anything the plan cannot express is computed neuron by
 neuron. The plan holds the Values it was made from, so its handles stay valid
 as long as it does.
 """
+import itertools
 import operator
 import random
 from typing import Any, Sequence
@@ -152,6 +153,7 @@ class MLP(Module):
 
 
 _SEQUENCES = (list, tuple, _ParamList)
+_flat = itertools.chain.from_iterable
 _NEURON_CALL = Neuron.__call__
 _LAYER_CALL = Layer.__call__
 _MLP_CALL = MLP.__call__
@@ -248,18 +250,35 @@ class _Chain:
     layers are nodes that nothing in Python holds; `_prev` makes objects for
     them if asked). Valid while its layers hold the same plans."""
 
-    __slots__ = ("layers", "plans", "w", "b", "sizes", "relu", "nin", "nout")
+    __slots__ = ("layers", "seqs", "state", "plans", "w", "b", "sizes", "relu", "nin", "nout")
 
     @classmethod
     def of(cls, layers, plans):
         chain = cls()
         chain.layers, chain.plans = list(layers), plans
+        chain.seqs = [layer.neurons for layer in layers]
+        chain.state = [s for p in plans for s in p.state]
         chain.w = ffi.new("int32_t[]", [h for p in plans for h in ffi.unpack(p.w, p.nin * len(p.bs))])
         chain.b = ffi.new("int32_t[]", [h for p in plans for h in ffi.unpack(p.b, len(p.bs))])
         chain.sizes = ffi.new("int32_t[]", [plans[0].nin] + [len(p.bs) for p in plans])
         chain.relu = ffi.new("uint8_t[]", [int(p.relu) for p in plans])
         chain.nin, chain.nout = plans[0].nin, len(plans[-1].bs)
         return chain
+
+    def holds(self, layers):
+        """Whether layers are still this chain's layers, each with the same
+        neurons list, whose neurons still have the class, weights, bias and
+        nonlinearity its plans were made from: the plans' own check
+        (_Plan.holds), for all layers in one list comparison."""
+        if len(layers) != len(self.layers) or Neuron.__call__ is not _NEURON_CALL:
+            return False
+        for layer, mine, seq in zip(layers, self.layers, self.seqs):
+            if layer is not mine or layer.neurons is not seq:
+                return False
+        try:
+            return list(map(_state_of, _flat(self.seqs))) == self.state
+        except AttributeError:          # not a neuron any more, or one missing a part
+            return False
 
     def run(self, x):
         args = _inputs(x)
@@ -283,6 +302,9 @@ def _chain_for(mlp, x):
         return None
     if Layer.__call__ is not _LAYER_CALL or MLP.__call__ is not _MLP_CALL:
         return None
+    chain = mlp.__dict__.get("_cached_chain")
+    if chain is not None and len(x) == chain.nin and chain.holds(layers):
+        return chain                    # the common case: nothing changed
     plans = []
     for layer in layers:
         if type(layer) is not Layer:
