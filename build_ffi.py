@@ -40,7 +40,7 @@ ffibuilder.set_source(
     "rgrad._rgrad",
     '#include "rgrad.h"',
     # setuptools wants source paths relative to the project root
-    sources=[os.path.relpath(CSRC / name, os.getcwd()) for name in ("rgrad.c", "objects.c", "batch.c")],
+    sources=[os.path.relpath(CSRC / name, os.getcwd()) for name in ("rgrad.c", "objects.c", "batch.c", "higher.c")],
     include_dirs=[str(CSRC)],
     depends=[str(CSRC / name) for name in ("rgrad.h", "rgrad.cdef.h", "platform.h", "arena.h")],
     extra_compile_args=cflags,

@@ -315,6 +315,7 @@ static int fwd_block(const rg_batch *b, double *restrict D, int32_t stride, int3
                 z[i] = bpow(x ? x[i] : xs, y ? y[i] : ys, &bad);
             break;
         case RG_RPOWC: for (int32_t i = 0; i < m; i++) z[i] = bpow(c, x[i], &bad); break;
+        case RG_STEP: for (int32_t i = 0; i < m; i++) z[i] = x[i] > 0.0 ? 1.0 : 0.0; break;
         default: return RG_EHANDLE;
         }
     }
@@ -509,7 +510,7 @@ static void run_blocks(void *arg)
         if (!w->backward) {
             for (int32_t k = 0; k < b->nout; k++) {
                 const double *src = b->out_kind[k] == VEC ? D + (int64_t)b->out_reg[k] * B : NULL;
-                double us = b->u[b->out_reg[k]];
+                double us = src ? 0.0 : b->u[b->out_reg[k]];
                 for (int32_t i = 0; i < m; i++)
                     w->out[(r0 + i) * b->nout + k] = src ? src[i] : us;
             }

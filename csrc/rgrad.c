@@ -248,6 +248,12 @@ RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
             y->flags &= share(z, NONE);
         }
         return RG_OK;
+    case RG_STEP:   /* z = [x > 0] (relu's derivative);  its own derivative is 0 */
+        if (dir == FWD) {
+            z->data = x->data > 0.0 ? 1.0 : 0.0;
+            idata(z, NONE);
+        }
+        return RG_OK;
     case RG_RPOWC:  /* z = c ** x;  dx += (z ln c) dz */
         if (dir == FWD) {
             rc = pow_checked(c, x->data, &z->data);

@@ -34,7 +34,8 @@ enum {
     RG_NEG, RG_POW, RG_RELU,
     RG_TANH, RG_EXP, RG_LOG, RG_SIGMOID, RG_POWV, RG_RPOWC, RG_SOFTPLUS,
     RG_PY,      /* an op defined in Python: data given, backward a Python closure */
-    RG_LINK     /* internal: carries a Python op's third and later children */
+    RG_LINK,    /* internal: carries a Python op's third and later children */
+    RG_STEP     /* z = [x > 0], relu's derivative in a gradient graph (rg_grad_graph) */
 };
 
 typedef struct {
@@ -275,3 +276,14 @@ int32_t rg_batch_shape(rg_batch *b, int32_t which);
 int rg_batch_forward(rg_batch *b, const double *rows, int64_t n, double *out, int threads);
 int rg_batch_backward(rg_batch *b, double scale, int threads);
 int rg_batch_input_grads(rg_batch *b, double *out);
+
+/* Derivatives that leave every grad as it was (rgrad.grad, csrc/higher.c):
+   d(sum over j of seeds[j] * outs[j]) / d ins[k]. rg_grad_values writes the
+   numbers to result (seeds NULL: all 1). rg_grad_graph builds them as nodes
+   of rgrad ops, which can be differentiated again, and binds handle out_h[k]
+   to the k-th (seeds[j] a handle, or -1 for 1). RG_EPYOP if the graph holds
+   an op defined in Python. */
+int rg_grad_values(const int32_t *outs, int32_t nout, const double *seeds,
+                   const int32_t *ins, int32_t nin, double *result);
+int rg_grad_graph(const int32_t *outs, int32_t nout, const int32_t *seeds,
+                  const int32_t *ins, int32_t nin, const int32_t *out_h);

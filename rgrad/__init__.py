@@ -32,8 +32,9 @@ from .engine import (  # noqa: E402
     set_max_nodes, stats, values)
 from .gradcheck import GradcheckError, gradcheck  # noqa: E402
 from .batch import Batch  # noqa: E402
+from .higher import grad, hessian, hvp  # noqa: E402
 
 __all__ = ["Batch", "Function", "GradcheckError", "Value", "collect", "detect_anomaly",
-           "get_data", "get_grad", "gradcheck", "set_data", "set_max_nodes",
-           "stats", "values"]
+           "get_data", "get_grad", "grad", "gradcheck", "hessian", "hvp", "set_data",
+           "set_max_nodes", "stats", "values"]
 __version__ = "0.1.0"

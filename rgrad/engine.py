@@ -215,6 +215,7 @@ _OP_NAMES = {
     lib.RG_MULC: "*", lib.RG_NEG: "*", lib.RG_RELU: "ReLU",
     lib.RG_TANH: "tanh", lib.RG_EXP: "exp", lib.RG_LOG: "log",
     lib.RG_SIGMOID: "sigmoid", lib.RG_SOFTPLUS: "softplus", lib.RG_POWV: "**",
+    lib.RG_STEP: "[x>0]",
     lib.RG_PY: "",
 }
 

@@ -61,3 +61,44 @@ def id_topo(root, on_visit=None):
             order.append(v)
     visit(root)
     return order
+
+
+# ---- random programs over the built-in ops (test_batch.py, test_higher.py) ----
+# Each keeps its values in ranges where no op raises for inputs in [-2, 2].
+
+UNARY = {
+    "neg": lambda a: -a,
+    "relu": lambda a: a.relu(),
+    "tanh": lambda a: a.tanh(),
+    "sigmoid": lambda a: a.sigmoid(),
+    "softplus": lambda a: a.softplus(),
+    "square": lambda a: a ** 2,
+    "cube": lambda a: a ** 3,
+    "exp_tanh": lambda a: a.tanh().exp(),
+    "log_1p_sq": lambda a: (1 + a * a).log(),
+    "add_c": lambda a: a + 0.75,
+    "mul_c": lambda a: a * -1.25,
+    "c_sub": lambda a: 2 - a,
+    "c_div": lambda a: 1.5 / (2 + a.sigmoid()),
+    "rpow": lambda a: 2 ** a.tanh(),
+}
+BINARY = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / (1 + b * b),
+    "powv": lambda a, b: (1 + a * a) ** b.tanh(),
+}
+
+
+def run_program(program, inputs, shared, unary=UNARY):
+    """(first output, second output): the last two nodes the program made.
+    unary: the unary ops' table (another one runs the program on torch)."""
+    pool = list(inputs) + list(shared)
+    made = []
+    for ins in program:
+        a = pool[ins[1] % len(pool)]
+        out = unary[ins[0]](a) if ins[0] in unary else BINARY[ins[0]](a, pool[ins[2] % len(pool)])
+        pool.append(out)
+        made.append(out)
+    return made[-1], made[-2] if len(made) > 1 else made[-1]

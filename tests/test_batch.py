@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import rgrad
 import rgrad.batch
+from reference import BINARY, UNARY, run_program
 from rgrad import Batch, Value
 from rgrad.nn import MLP
 
@@ -21,32 +22,8 @@ def close(a, b, rel=1e-9, abs_=1e-12):
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
 
 
-# ---- random graphs: a program over a pool of Values, run once with the
-# batch's input leaves and once per row with fresh ones ------------------------
-
-UNARY = {
-    "neg": lambda a: -a,
-    "relu": lambda a: a.relu(),
-    "tanh": lambda a: a.tanh(),
-    "sigmoid": lambda a: a.sigmoid(),
-    "softplus": lambda a: a.softplus(),
-    "square": lambda a: a ** 2,
-    "cube": lambda a: a ** 3,
-    "exp_tanh": lambda a: a.tanh().exp(),
-    "log_1p_sq": lambda a: (1 + a * a).log(),
-    "add_c": lambda a: a + 0.75,
-    "mul_c": lambda a: a * -1.25,
-    "c_sub": lambda a: 2 - a,
-    "c_div": lambda a: 1.5 / (2 + a.sigmoid()),
-    "rpow": lambda a: 2 ** a.tanh(),
-}
-BINARY = {
-    "add": lambda a, b: a + b,
-    "sub": lambda a, b: a - b,
-    "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / (1 + b * b),
-    "powv": lambda a, b: (1 + a * a) ** b.tanh(),
-}
+# ---- random graphs: a program over a pool of Values (reference.py), run once
+# with the batch's input leaves and once per row with fresh ones ---------------
 
 index = st.integers(0, 63)
 instruction = st.one_of(
@@ -62,18 +39,6 @@ cases = st.fixed_dictionaries({
                            min_size=n, max_size=n)),
     "scale": st.sampled_from([1.0, 0.25, -3.0]),
 })
-
-
-def run_program(program, inputs, shared):
-    """(first output, second output): the last two nodes the program made."""
-    pool = list(inputs) + list(shared)
-    made = []
-    for ins in program:
-        a = pool[ins[1] % len(pool)]
-        out = UNARY[ins[0]](a) if ins[0] in UNARY else BINARY[ins[0]](a, pool[ins[2] % len(pool)])
-        pool.append(out)
-        made.append(out)
-    return made[-1], made[-2] if len(made) > 1 else made[-1]
 
 
 def reference(program, shared, rows, scale, n_in):
