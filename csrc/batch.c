@@ -41,6 +41,16 @@
 
 #include "arena.h"
 
+/* The block loops are built twice on x86-64 Linux with GCC: for AVX2 (4
+   doubles a vector) and for the baseline (SSE2, 2), the one this CPU runs
+   chosen when the library loads (an ifunc). Neither contracts a * b + c
+   into one rounding (-std=c11: no FMA), so both give the same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define BLOCK_KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define BLOCK_KERNEL
+#endif
+
 #define L2_BYTES (512 * 1024)       /* a block's data and grads (16 B a node a row) */
 #define KEEP_BYTES ((int64_t)16 << 20)   /* forward data kept for backward, at most */
 #define MIN_THREAD_WORK 200000       /* node-rows a worker thread must have to pay */
@@ -49,9 +59,16 @@ enum { VEC = 0, UNI = 1 };           /* where an operand lives */
 
 typedef struct {
     uint8_t op, kx, ky;              /* op code; kinds of x and y (VEC or UNI) */
+    uint8_t bwd;                     /* backward: LIVE, FIRST_X, FIRST_Y (below) */
     int32_t z, x, y;                 /* registers (in the kind's file) */
     double c;                        /* the constant operand (arg) */
 } inst;
+
+/* Backward writes each vector register's grads without zeroing them first:
+   the instruction that adds into a register first (in backward's order)
+   stores instead (FIRST_X, FIRST_Y), and instructions whose node does not
+   lead to outputs[0] are skipped (no LIVE). */
+enum { LIVE = 1, FIRST_X = 2, FIRST_Y = 4 };
 
 struct rg_batch {
     rg_mutex lock;                   /* one call on a batch at a time */
@@ -67,6 +84,8 @@ struct rg_batch {
     int32_t *out_reg;                /* output k -> register, kind in out_kind */
     uint8_t *out_kind;
     int32_t nleaf;                   /* shared leaves: uniform registers 0..nleaf-1 */
+    int32_t *cold_in;                /* inputs whose grads backward never writes (0) */
+    int32_t ncold_in;
     int32_t *leaf_node;              /* their node indices (for gen) */
     /* the last forward */
     double *u;                       /* uniform data, nu */
@@ -83,9 +102,9 @@ struct rg_batch {
 static void drop_program(rg_batch *b)
 {
     free(b->vprog); free(b->uprog); free(b->in_reg); free(b->out_reg);
-    free(b->out_kind); free(b->leaf_node); free(b->u);
+    free(b->out_kind); free(b->leaf_node); free(b->u); free(b->cold_in);
     b->vprog = b->uprog = NULL;
-    b->in_reg = b->out_reg = b->leaf_node = NULL;
+    b->in_reg = b->out_reg = b->leaf_node = b->cold_in = NULL;
     b->out_kind = NULL;
     b->u = NULL;
     b->compiled = 0;
@@ -216,7 +235,26 @@ static int compile(rg_batch *b)
         b->out_kind[k] = kind[i];
     }
     b->u = malloc((size_t)(nu ? nu : 1) * sizeof *b->u);
-    if (!b->u) { rc = RG_ENOMEM; goto out; }
+    b->cold_in = malloc((size_t)(b->nin ? b->nin : 1) * sizeof *b->cold_in);
+    uint8_t *written = calloc((size_t)(nv ? nv : 1), 1);
+    if (!b->u || !b->cold_in || !written) { free(written); rc = RG_ENOMEM; goto out; }
+    /* backward's order: which instruction writes a register first */
+    if (b->out_kind[0] == VEC) written[b->out_reg[0]] = 1;      /* seeded */
+    for (int32_t k = nvp - 1; k >= 0; k--) {
+        inst *in = &b->vprog[k];
+        in->bwd = 0;
+        if (!written[in->z]) continue;          /* no path to outputs[0] */
+        in->bwd = LIVE;
+        if (in->kx == VEC && !written[in->x]) { in->bwd |= FIRST_X; written[in->x] = 1; }
+        if (in->y >= 0 && in->ky == VEC && !written[in->y]) {
+            in->bwd |= FIRST_Y;
+            written[in->y] = 1;
+        }
+    }
+    b->ncold_in = 0;
+    for (int32_t j = 0; j < b->nin; j++)
+        if (!written[b->in_reg[j]]) b->cold_in[b->ncold_in++] = b->in_reg[j];
+    free(written);
     b->nv = nv; b->nu = nu; b->nleaf = nleaf;
     b->nvprog = nvp; b->nuprog = nup;
     int64_t blk = L2_BYTES / ((int64_t)(nv ? nv : 1) * 16);
@@ -264,6 +302,7 @@ static inline double bsigmoid(double x)
 
 /* Forward of the vector program over one block of m rows: D holds nv
    registers of `stride` doubles; u the uniform data. */
+BLOCK_KERNEL
 static int fwd_block(const rg_batch *b, double *restrict D, int32_t stride, int32_t m)
 {
     const double *u = b->u;
@@ -323,7 +362,44 @@ static int fwd_block(const rg_batch *b, double *restrict D, int32_t stride, int3
 }
 
 /* Sums over a block's rows, in four lanes (row i in lane i % 4) added up in
-   a fixed order: they vectorize, and no thread count changes them. */
+   a fixed order: no thread count or instruction set changes them. GCC and
+   Clang get the four lanes as one vector (vector_size), others as four
+   doubles; the additions are the same. */
+#if defined(__GNUC__)
+typedef double lanes4 __attribute__((vector_size(32)));
+
+static inline double lanes_total(lanes4 l, const double *a, const double *g, int32_t i,
+                                 int32_t m)
+{
+    double r[4];
+    memcpy(r, &l, sizeof r);
+    for (; i < m; i++) r[i & 3] += g ? a[i] * g[i] : a[i];
+    return (r[0] + r[1]) + (r[2] + r[3]);
+}
+
+static inline double sum4(const double *restrict a, int32_t m)
+{
+    lanes4 l = { 0.0, 0.0, 0.0, 0.0 }, x;
+    int32_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        memcpy(&x, a + i, sizeof x);
+        l += x;
+    }
+    return lanes_total(l, a, NULL, i, m);
+}
+
+static inline double dot4(const double *restrict a, const double *restrict g, int32_t m)
+{
+    lanes4 l = { 0.0, 0.0, 0.0, 0.0 }, x, y;
+    int32_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        memcpy(&x, a + i, sizeof x);
+        memcpy(&y, g + i, sizeof y);
+        l += x * y;
+    }
+    return lanes_total(l, a, g, i, m);
+}
+#else
 static inline double sum4(const double *restrict a, int32_t m)
 {
     double l[4] = { 0.0, 0.0, 0.0, 0.0 };
@@ -343,29 +419,41 @@ static inline double dot4(const double *restrict a, const double *restrict g, in
     for (; i < m; i++) l[i & 3] += a[i] * g[i];
     return (l[0] + l[1]) + (l[2] + l[3]);
 }
+#endif
 
 /* Backward of the vector program over one block: D the block's data, G its
    grads (zeroed here), P the block's partial sums for the uniform registers
    (zeroed here), each added up in row order. The local derivatives are
    step()'s (rgrad.c). A unary op's operand is a vector: were it uniform,
    the op's node would be too. */
+BLOCK_KERNEL
 static void bwd_block(const rg_batch *b, const double *restrict D, double *restrict G,
                       double *restrict P, int32_t stride, int32_t m)
 {
     const double *u = b->u;
-    memset(G, 0, (size_t)b->nv * (size_t)stride * sizeof *G);
     memset(P, 0, (size_t)(b->nu ? b->nu : 1) * sizeof *P);
+    for (int32_t j = 0; j < b->ncold_in; j++)
+        memset(G + (int64_t)b->cold_in[j] * stride, 0, (size_t)m * sizeof *G);
     if (b->out_kind[0] == VEC) {
         double *g0 = G + (int64_t)b->out_reg[0] * stride;
         for (int32_t i = 0; i < m; i++) g0[i] = 1.0;
     } else {
         P[b->out_reg[0]] += (double)m;
     }
+/* g[i] gets e (row i's term) added: stored (as 0 + e, the same bits) where
+   first, else added */
+#define PUT(g, first, e)                                                     \
+    do {                                                                     \
+        if (first) { for (int32_t i = 0; i < m; i++) g[i] = 0.0 + (e); }     \
+        else { for (int32_t i = 0; i < m; i++) g[i] += (e); }                \
+    } while (0)
     for (int32_t k = b->nvprog - 1; k >= 0; k--) {
         const inst *in = &b->vprog[k];
+        if (!(in->bwd & LIVE)) continue;
         const double *z = D + (int64_t)in->z * stride;
         const double *gz = G + (int64_t)in->z * stride;
         int xv = in->kx == VEC, yv = in->y >= 0 && in->ky == VEC;
+        int fx = in->bwd & FIRST_X, fy = in->bwd & FIRST_Y;
         const double *x = xv ? D + (int64_t)in->x * stride : NULL;
         const double *y = yv ? D + (int64_t)in->y * stride : NULL;
         double *gx = xv ? G + (int64_t)in->x * stride : NULL;
@@ -377,59 +465,52 @@ static void bwd_block(const rg_batch *b, const double *restrict D, double *restr
 #define YI (y ? y[i] : ys)
         switch (in->op) {
         case RG_ADD:
-            if (xv) for (int32_t i = 0; i < m; i++) gx[i] += gz[i];
+            if (xv) PUT(gx, fx, gz[i]);
             else P[in->x] += sum4(gz, m);
-            if (yv) for (int32_t i = 0; i < m; i++) gy[i] += gz[i];
+            if (yv) PUT(gy, fy, gz[i]);
             else P[in->y] += sum4(gz, m);
             break;
         case RG_MUL:
             if (xv && yv) {
-                for (int32_t i = 0; i < m; i++) gx[i] += y[i] * gz[i];
-                for (int32_t i = 0; i < m; i++) gy[i] += x[i] * gz[i];
+                PUT(gx, fx, y[i] * gz[i]);
+                PUT(gy, fy, x[i] * gz[i]);
             } else if (xv) {             /* y uniform */
-                for (int32_t i = 0; i < m; i++) gx[i] += ys * gz[i];
+                PUT(gx, fx, ys * gz[i]);
                 P[in->y] += dot4(x, gz, m);
             } else {                     /* x uniform */
                 P[in->x] += dot4(y, gz, m);
-                for (int32_t i = 0; i < m; i++) gy[i] += xs * gz[i];
+                PUT(gy, fy, xs * gz[i]);
             }
             break;
         case RG_POWV: {                  /* rare: row by row, through T */
             double *T = G + (int64_t)b->nv * stride;     /* one spare register */
             for (int32_t i = 0; i < m; i++) T[i] = (YI * pow(XI, YI - 1.0)) * gz[i];
-            if (xv) for (int32_t i = 0; i < m; i++) gx[i] += T[i];
+            if (xv) PUT(gx, fx, T[i]);
             else P[in->x] += sum4(T, m);
             for (int32_t i = 0; i < m; i++)
                 T[i] = (XI == 0.0 && YI >= 0.0) ? 0.0 : (z[i] * log(XI)) * gz[i];
-            if (yv) for (int32_t i = 0; i < m; i++) gy[i] += T[i];
+            if (yv) PUT(gy, fy, T[i]);
             else P[in->y] += sum4(T, m);
             break;
         }
-        case RG_ADDC: for (int32_t i = 0; i < m; i++) gx[i] += gz[i]; break;
-        case RG_MULC: for (int32_t i = 0; i < m; i++) gx[i] += c * gz[i]; break;
-        case RG_NEG: for (int32_t i = 0; i < m; i++) gx[i] += -gz[i]; break;
-        case RG_RELU:
-            for (int32_t i = 0; i < m; i++) gx[i] += (z[i] > 0.0 ? 1.0 : 0.0) * gz[i];
-            break;
-        case RG_POW:
-            for (int32_t i = 0; i < m; i++) gx[i] += (c * pow(x[i], c - 1.0)) * gz[i];
-            break;
-        case RG_TANH:
-            for (int32_t i = 0; i < m; i++) gx[i] += (1.0 - z[i] * z[i]) * gz[i];
-            break;
-        case RG_EXP: for (int32_t i = 0; i < m; i++) gx[i] += z[i] * gz[i]; break;
-        case RG_LOG: for (int32_t i = 0; i < m; i++) gx[i] += gz[i] / x[i]; break;
-        case RG_SIGMOID:
-            for (int32_t i = 0; i < m; i++) gx[i] += z[i] * (1.0 - z[i]) * gz[i];
-            break;
-        case RG_SOFTPLUS:
-            for (int32_t i = 0; i < m; i++) gx[i] += bsigmoid(x[i]) * gz[i];
-            break;
+        case RG_ADDC: PUT(gx, fx, gz[i]); break;
+        case RG_MULC: PUT(gx, fx, c * gz[i]); break;
+        case RG_NEG: PUT(gx, fx, -gz[i]); break;
+        case RG_RELU: PUT(gx, fx, (z[i] > 0.0 ? 1.0 : 0.0) * gz[i]); break;
+        case RG_POW: PUT(gx, fx, (c * pow(x[i], c - 1.0)) * gz[i]); break;
+        case RG_TANH: PUT(gx, fx, (1.0 - z[i] * z[i]) * gz[i]); break;
+        case RG_EXP: PUT(gx, fx, z[i] * gz[i]); break;
+        case RG_LOG: PUT(gx, fx, gz[i] / x[i]); break;
+        case RG_SIGMOID: PUT(gx, fx, z[i] * (1.0 - z[i]) * gz[i]); break;
+        case RG_SOFTPLUS: PUT(gx, fx, bsigmoid(x[i]) * gz[i]); break;
         case RG_RPOWC:
-            for (int32_t i = 0; i < m; i++)
-                if (!(c == 0.0 && x[i] >= 0.0)) gx[i] += (z[i] * log(c)) * gz[i];
+            PUT(gx, fx, (c == 0.0 && x[i] >= 0.0) ? 0.0 : (z[i] * log(c)) * gz[i]);
+            break;
+        case RG_STEP:                    /* its derivative is 0: nothing added */
+            if (fx) memset(gx, 0, (size_t)m * sizeof *gx);
             break;
         }
+#undef PUT
 #undef XI
 #undef YI
     }
