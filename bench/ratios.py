@@ -23,10 +23,10 @@ from rgrad.bench_report import RATIO_HEADS, fmt_ratio
 from rgrad.benchmarks import BASELINE_GROUP, BASES
 
 GROUP_ORDER = ["seed", "demo step", "demo step replayed", "batch 10,000 rows", "replay per node",
-               "python ops"]
+               "hvp 1,000 inputs", "python ops"]
 IMPL_ORDER = ["rgrad", "rgrad-pyops-alive", "micrograd", "micrograd-nogc", "torch",
               "rgrad-replay", "rgrad-batch", "torch-tensors", "jax-jit", "casadi-vm",
-              "rgrad-batch-1t", "rgrad-batch-2t"]
+              "rgrad-batch-1t", "rgrad-batch-2t", "rgrad-grad", "rgrad-hvp"]
 NOT_TIMED = {"memory"}       # its time is a probe process's; only its bytes count
 
 
