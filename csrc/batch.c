@@ -365,7 +365,7 @@ static int fwd_block(const rg_batch *b, double *restrict D, int32_t stride, int3
    a fixed order: no thread count or instruction set changes them. GCC and
    Clang get the four lanes as one vector (vector_size), others as four
    doubles; the additions are the same. */
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(RG_NO_VECTOR_EXT)   /* (that: to test the other branch) */
 typedef double lanes4 __attribute__((vector_size(32)));
 
 static inline double lanes_total(lanes4 l, const double *a, const double *g, int32_t i,
@@ -399,6 +399,27 @@ static inline double dot4(const double *restrict a, const double *restrict g, in
     }
     return lanes_total(l, a, g, i, m);
 }
+/* P += the four-lane sum of a[i] * g[i] (as dot4), while g2[i] gets s * g[i]
+   (stored where first, else added): one pass over g for `s * a` with s
+   uniform, which passes both. */
+static inline double dot4_put(const double *restrict a, const double *restrict g,
+                              double *g2, int first, double s, int32_t m)
+{
+    lanes4 l = { 0.0, 0.0, 0.0, 0.0 }, x, y, o, zero = { 0.0, 0.0, 0.0, 0.0 };
+    lanes4 s4 = { s, s, s, s };
+    int32_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        memcpy(&x, a + i, sizeof x);
+        memcpy(&y, g + i, sizeof y);
+        l += x * y;
+        if (first) o = zero;
+        else memcpy(&o, g2 + i, sizeof o);
+        o += s4 * y;
+        memcpy(g2 + i, &o, sizeof o);
+    }
+    for (int32_t j = i; j < m; j++) g2[j] = (first ? 0.0 : g2[j]) + s * g[j];
+    return lanes_total(l, a, g, i, m);
+}
 #else
 static inline double sum4(const double *restrict a, int32_t m)
 {
@@ -418,6 +439,13 @@ static inline double dot4(const double *restrict a, const double *restrict g, in
         for (int32_t q = 0; q < 4; q++) l[q] += a[i + q] * g[i + q];
     for (; i < m; i++) l[i & 3] += a[i] * g[i];
     return (l[0] + l[1]) + (l[2] + l[3]);
+}
+
+static inline double dot4_put(const double *restrict a, const double *restrict g,
+                              double *g2, int first, double s, int32_t m)
+{
+    for (int32_t i = 0; i < m; i++) g2[i] = (first ? 0.0 : g2[i]) + s * g[i];
+    return dot4(a, g, m);
 }
 #endif
 
@@ -475,11 +503,9 @@ static void bwd_block(const rg_batch *b, const double *restrict D, double *restr
                 PUT(gx, fx, y[i] * gz[i]);
                 PUT(gy, fy, x[i] * gz[i]);
             } else if (xv) {             /* y uniform */
-                PUT(gx, fx, ys * gz[i]);
-                P[in->y] += dot4(x, gz, m);
+                P[in->y] += dot4_put(x, gz, gx, fx, ys, m);
             } else {                     /* x uniform */
-                P[in->x] += dot4(y, gz, m);
-                PUT(gy, fy, xs * gz[i]);
+                P[in->x] += dot4_put(y, gz, gy, fy, xs, m);
             }
             break;
         case RG_POWV: {                  /* rare: row by row, through T */

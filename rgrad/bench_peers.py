@@ -97,7 +97,8 @@ class _RgradBatch:
         self.batch.backward(scale=1.0 / self.n)
         self.reg.backward()
         self.opt.step()
-        self.total = (sum(r[0] for r in out) * (1.0 / self.n), self.reg.data)
+        first = out[:, 0].sum() if hasattr(out, "shape") else sum(r[0] for r in out)
+        self.total = (float(first) * (1.0 / self.n), self.reg.data)
 
     def loss(self):
         return self.total[0] + self.total[1]
