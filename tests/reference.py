@@ -102,3 +102,14 @@ def run_program(program, inputs, shared, unary=UNARY):
         pool.append(out)
         made.append(out)
     return made[-1], made[-2] if len(made) > 1 else made[-1]
+
+
+def instruction_strategy():
+    """A hypothesis strategy for one instruction of run_program: an op's name
+    and operand indices (taken modulo the pool's size when run)."""
+    from hypothesis import strategies as st
+    index = st.integers(0, 63)
+    return st.one_of(
+        st.tuples(st.sampled_from(sorted(UNARY)), index),
+        st.tuples(st.sampled_from(sorted(BINARY)), index, index),
+    )

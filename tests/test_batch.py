@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import rgrad
 import rgrad.batch
-from reference import BINARY, UNARY, run_program
+from reference import instruction_strategy, run_program
 from rgrad import Batch, Value
 from rgrad.nn import MLP
 
@@ -25,11 +25,7 @@ def close(a, b, rel=1e-9, abs_=1e-12):
 # ---- random graphs: a program over a pool of Values (reference.py), run once
 # with the batch's input leaves and once per row with fresh ones ---------------
 
-index = st.integers(0, 63)
-instruction = st.one_of(
-    st.tuples(st.sampled_from(sorted(UNARY)), index),
-    st.tuples(st.sampled_from(sorted(BINARY)), index, index),
-)
+instruction = instruction_strategy()
 cases = st.fixed_dictionaries({
     "n_in": st.integers(1, 3),
     "shared": st.lists(st.floats(-1.5, 1.5), min_size=1, max_size=3),

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rgrad
-from reference import BINARY, UNARY, run_program
+from reference import BINARY, UNARY, instruction_strategy, run_program
 from rgrad import Value
 
 REL = 1e-9
@@ -19,11 +19,7 @@ def close(a, b, rel=REL, abs_=1e-9):
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
 
 
-index = st.integers(0, 63)
-instruction = st.one_of(
-    st.tuples(st.sampled_from(sorted(UNARY)), index),
-    st.tuples(st.sampled_from(sorted(BINARY)), index, index),
-)
+instruction = instruction_strategy()
 cases = st.fixed_dictionaries({
     "x": st.lists(st.floats(-1.5, 1.5).filter(lambda v: abs(v) > 1e-3), min_size=1,
                   max_size=3),
