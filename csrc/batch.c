@@ -89,7 +89,8 @@ struct rg_batch {
     int32_t ncold_in;
     int32_t *leaf_node;              /* their node indices (for gen) */
     /* the last forward */
-    double *u;                       /* uniform data, nu */
+    double *u;                       /* uniform data, nu (u_cap allocated) */
+    int64_t u_cap;
     int64_t rows;                    /* rows of the last forward, 0 before any */
     int32_t block;                   /* rows a block */
     double *in_rows;                 /* rows x nin, a copy of the last forward's rows */
@@ -103,12 +104,11 @@ struct rg_batch {
 static void drop_program(rg_batch *b)
 {
     free(b->vprog); free(b->uprog); free(b->in_reg); free(b->out_reg);
-    free(b->out_kind); free(b->leaf_node); free(b->u); free(b->cold_in);
+    free(b->out_kind); free(b->leaf_node); free(b->cold_in);
     b->vprog = b->uprog = NULL;
     b->in_reg = b->out_reg = b->leaf_node = b->cold_in = NULL;
     b->out_kind = NULL;
-    b->u = NULL;
-    b->compiled = 0;
+    b->compiled = 0;        /* (u stays: a compaction recompiles to the same registers) */
 }
 
 static void drop_run(rg_batch *b)
@@ -116,6 +116,18 @@ static void drop_run(rg_batch *b)
     b->rows = 0;
     b->keep = 0;
     b->have_grads = 0;
+}
+
+/* *p with room for n doubles, its contents kept, or 0 (and *p as it was) */
+static int room_keep(double **p, int64_t *cap, int64_t n)
+{
+    if (n < 1) n = 1;
+    if (*cap >= n) return 1;
+    double *q = realloc(*p, (size_t)n * sizeof *q);
+    if (!q) return 0;
+    *p = q;
+    *cap = n;
+    return 1;
 }
 
 /* *p with room for n doubles (its contents are not kept), or 0 */
@@ -186,9 +198,14 @@ static int compile(rg_batch *b)
     int32_t nv = 0, nu = 0, nleaf = 0;
     for (int32_t j = 0; j < b->nin; j++)      /* each input a register of its own */
         b->in_reg[j] = nv++;
-    for (int32_t j = 0; j < b->nin; j++)
-        for (int32_t j2 = 0; j2 < j; j2++)
-            if (node_of(b->in_h[j2]) == node_of(b->in_h[j])) { rc = RG_EBATCHIN; goto out; }
+    int dup = 0;                              /* an input twice: marks, then none */
+    for (int32_t j = 0; j < b->nin; j++) {
+        int32_t i = node_of(b->in_h[j]);
+        dup |= A.mark[i];
+        A.mark[i] = 1;
+    }
+    for (int32_t j = 0; j < b->nin; j++) A.mark[node_of(b->in_h[j])] = 0;
+    if (dup) { rc = RG_EBATCHIN; goto out; }
     for (int32_t k = 0; k < count; k++) reg[nodes[k]] = -1;
     for (int32_t j = 0; j < b->nin; j++) {
         int32_t i = node_of(b->in_h[j]);
@@ -235,10 +252,14 @@ static int compile(rg_batch *b)
         b->out_reg[k] = reg[i];
         b->out_kind[k] = kind[i];
     }
-    b->u = malloc((size_t)(nu ? nu : 1) * sizeof *b->u);
     b->cold_in = malloc((size_t)(b->nin ? b->nin : 1) * sizeof *b->cold_in);
     uint8_t *written = calloc((size_t)(nv ? nv : 1), 1);
-    if (!b->u || !b->cold_in || !written) { free(written); rc = RG_ENOMEM; goto out; }
+    uint8_t *live_u = calloc((size_t)(nu ? nu : 1), 1);
+    if (!room_keep(&b->u, &b->u_cap, nu) || !b->cold_in || !written || !live_u) {
+        free(written); free(live_u);
+        rc = RG_ENOMEM;
+        goto out;
+    }
     /* backward's order: which instruction writes a register first */
     if (b->out_kind[0] == VEC) written[b->out_reg[0]] = 1;      /* seeded */
     for (int32_t k = nvp - 1; k >= 0; k--) {
@@ -255,7 +276,24 @@ static int compile(rg_batch *b)
     b->ncold_in = 0;
     for (int32_t j = 0; j < b->nin; j++)
         if (!written[b->in_reg[j]]) b->cold_in[b->ncold_in++] = b->in_reg[j];
+    /* the uniform instructions backward runs: those that lead to outputs[0]
+       (others have grad 0, and 0 times an infinite slope would be NaN) */
+    if (b->out_kind[0] == UNI) live_u[b->out_reg[0]] = 1;
+    for (int32_t k = 0; k < nvp; k++) {
+        const inst *in = &b->vprog[k];
+        if (!(in->bwd & LIVE)) continue;
+        if (in->kx == UNI && in->x >= 0) live_u[in->x] = 1;
+        if (in->y >= 0 && in->ky == UNI) live_u[in->y] = 1;
+    }
+    for (int32_t k = nup - 1; k >= 0; k--) {
+        inst *in = &b->uprog[k];
+        in->bwd = live_u[in->z] ? LIVE : 0;
+        if (!in->bwd) continue;
+        if (in->x >= 0) live_u[in->x] = 1;
+        if (in->y >= 0) live_u[in->y] = 1;
+    }
     free(written);
+    free(live_u);
     b->nv = nv; b->nu = nu; b->nleaf = nleaf;
     b->nvprog = nvp; b->nuprog = nup;
     int64_t blk = L2_BYTES / ((int64_t)(nv ? nv : 1) * 16);
@@ -274,9 +312,9 @@ out:
 static int ready(rg_batch *b)
 {
     if (b->compiled && b->gen == A.collections && b->edits == A.edits) return RG_OK;
-    int32_t old_nv = b->nv, was = b->compiled;
+    int32_t old_nv = b->nv, old_nu = b->nu, was = b->compiled;
     int rc = compile(b);
-    if (rc == RG_OK && was && b->nv != old_nv) drop_run(b);
+    if (rc != RG_OK || (was && (b->nv != old_nv || b->nu != old_nu))) drop_run(b);
     return rc;
 }
 
@@ -567,6 +605,7 @@ static void uni_backward(const rg_batch *b, double *UG)
     const double *u = b->u;
     for (int32_t k = b->nuprog - 1; k >= 0; k--) {
         const inst *in = &b->uprog[k];
+        if (!(in->bwd & LIVE)) continue;
         rg_node pair[2] = { { .data = in->x >= 0 ? u[in->x] : 0.0 },
                             { .data = in->y >= 0 ? u[in->y] : 0.0 } };
         rg_node z = { .op = in->op, .arg = in->c, .data = u[in->z], .grad = UG[in->z],
@@ -698,6 +737,7 @@ void rg_batch_free(rg_batch *b)
 {
     if (!b) return;
     drop_program(b);
+    free(b->u);
     free(b->in_rows); free(b->kept); free(b->in_grads);
     free(b->out_h); free(b->in_h);
     free(b);
@@ -745,7 +785,13 @@ int rg_batch_backward(rg_batch *b, double scale, int threads)
     int rc = RG_OK;
     double *P = NULL, *UG = NULL;
     rg_mutex_lock(&b->lock);
+    b->have_grads = 0;
     if (b->rows == 0) { rc = RG_ENOFORWARD; goto out; }
+    rg_mutex_lock(&A.lock);
+    rc = ready(b);                   /* the graph changed since forward: refused */
+    rg_mutex_unlock(&A.lock);
+    if (rc != RG_OK) goto out;
+    if (b->rows == 0) { rc = RG_ENOFORWARD; goto out; }   /* (recompiled otherwise) */
     int64_t nblocks = (b->rows + b->block - 1) / b->block;
     P = malloc((size_t)nblocks * (size_t)(b->nu ? b->nu : 1) * sizeof *P);
     UG = calloc((size_t)(b->nu ? b->nu : 1), sizeof *UG);
@@ -757,15 +803,16 @@ int rg_batch_backward(rg_batch *b, double scale, int threads)
     for (int64_t blk = 0; blk < nblocks; blk++)      /* in block order, always */
         for (int32_t k = 0; k < b->nu; k++) UG[k] += P[blk * (b->nu ? b->nu : 1) + k];
     uni_backward(b, UG);
-    b->have_grads = 1;
     rg_mutex_lock(&A.lock);
-    rc = ready(b);                   /* a compaction since forward moves the leaves */
-    if (rc == RG_OK)
+    rc = ready(b);                   /* (a compaction since: the leaves moved) */
+    if (rc == RG_OK) {
+        b->have_grads = 1;
         for (int32_t k = 0; k < b->nleaf; k++) {
             rg_node *p = &A.nodes[b->leaf_node[k]];
             p->grad += scale * UG[k];
             p->flags &= (uint8_t)~F_IGRAD;
         }
+    }
     rg_mutex_unlock(&A.lock);
 out:
     free(P); free(UG);
@@ -773,10 +820,10 @@ out:
     return rc;
 }
 
-int rg_batch_input_grads(rg_batch *b, double *out)
+int rg_batch_input_grads(rg_batch *b, double *out, int64_t rows)
 {
     rg_mutex_lock(&b->lock);
-    int rc = b->have_grads ? RG_OK : RG_ENOFORWARD;
+    int rc = b->have_grads && b->rows == rows ? RG_OK : RG_ENOFORWARD;
     if (rc == RG_OK && b->nin)
         memcpy(out, b->in_grads, (size_t)b->rows * (size_t)b->nin * sizeof *out);
     rg_mutex_unlock(&b->lock);

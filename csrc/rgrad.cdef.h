@@ -275,7 +275,7 @@ void rg_batch_free(rg_batch *b);
 int32_t rg_batch_shape(rg_batch *b, int32_t which);
 int rg_batch_forward(rg_batch *b, const double *rows, int64_t n, double *out, int threads);
 int rg_batch_backward(rg_batch *b, double scale, int threads);
-int rg_batch_input_grads(rg_batch *b, double *out);
+int rg_batch_input_grads(rg_batch *b, double *out, int64_t rows);   /* rows: the caller's count */
 
 /* Derivatives that leave every grad as it was (rgrad.grad, csrc/higher.c):
    d(sum over j of seeds[j] * outs[j]) / d ins[k]. rg_grad_values writes the

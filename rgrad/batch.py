@@ -15,6 +15,7 @@ otherwise.
 """
 import os
 import sys
+import threading
 
 from ._rgrad import ffi, lib
 from .engine import Value, _check, _real
@@ -70,6 +71,7 @@ class Batch:
         _check(rc)
         self._b = ffi.gc(made[0], lib.rg_batch_free)
         self._rows = 0
+        self._lock = threading.Lock()       # one call at a time: _rows follows C
 
     @property
     def nodes(self):
@@ -82,19 +84,17 @@ class Batch:
         buf, n, keep = self._check_rows(rows)
         nout = len(self._outputs)
         np = _numpy()
-        if np is not None:
-            out = np.empty((n, nout))
-            rc = lib.rg_batch_forward(self._b, buf, n, ffi.from_buffer("double[]", out),
-                                      self.threads)
-        else:
-            out = ffi.new("double[]", n * nout)
-            rc = lib.rg_batch_forward(self._b, buf, n, out, self.threads)
+        out = np.empty((n, nout)) if np is not None else ffi.new("double[]", n * nout)
+        dest = ffi.from_buffer("double[]", out) if np is not None else out
+        with self._lock:
+            self._rows = 0
+            rc = lib.rg_batch_forward(self._b, buf, n, dest, self.threads)
+            if rc == lib.RG_OK:
+                self._rows = n
         del keep
-        self._rows = 0
         if rc == lib.RG_EPYOP:
             raise ValueError("Batch: the graph now holds an op defined in Python")
         _check(rc)
-        self._rows = n
         if np is not None:
             return out
         flat = ffi.unpack(out, n * nout)
@@ -108,24 +108,30 @@ class Batch:
         s = _real(scale)
         if s is None:
             raise TypeError(f"scale must be a real number, not {type(scale).__name__!r}")
-        rc = lib.rg_batch_backward(self._b, s, self.threads)
+        with self._lock:
+            rc = lib.rg_batch_backward(self._b, s, self.threads)
+            if rc != lib.RG_OK:
+                self._rows = 0              # C has dropped the forward it had
         if rc == lib.RG_ENOFORWARD:
             raise RuntimeError("Batch.backward() needs a forward() first")
+        if rc == lib.RG_EPYOP:
+            raise ValueError("Batch: the graph now holds an op defined in Python")
         _check(rc)
 
     def input_grads(self):
         """d out[:, 0] / d input for each row of the last backward(): an
         N x len(inputs) array (not scaled)."""
-        if not self._rows:
-            raise RuntimeError("Batch.input_grads() needs a forward() and a backward() first")
-        n, nin = self._rows, len(self._inputs)
-        np = _numpy()
-        if np is not None:
-            out = np.empty((n, nin))
-            rc = lib.rg_batch_input_grads(self._b, ffi.from_buffer("double[]", out))
-        else:
-            out = ffi.new("double[]", max(n * nin, 1))
-            rc = lib.rg_batch_input_grads(self._b, out)
+        with self._lock:
+            n, nin = self._rows, len(self._inputs)
+            if not n:
+                raise RuntimeError("Batch.input_grads() needs a forward() and a backward() first")
+            np = _numpy()
+            if np is not None:
+                out = np.empty((n, nin))
+                rc = lib.rg_batch_input_grads(self._b, ffi.from_buffer("double[]", out), n)
+            else:
+                out = ffi.new("double[]", max(n * nin, 1))
+                rc = lib.rg_batch_input_grads(self._b, out, n)
         if rc == lib.RG_ENOFORWARD:
             raise RuntimeError("Batch.input_grads() needs a backward() first")
         _check(rc)

@@ -38,6 +38,10 @@ _ERRORS = {
                       "a built-in op made it, and its backward is that op's; make it "
                       "with Value(data, children, op) to define both in Python"),
     lib.RG_ECYCLE: (ValueError, "rgrad: a Value cannot be its own child (_prev)"),
+    lib.RG_EPYOP: (RuntimeError, "rgrad: the graph holds an op defined in Python, "
+                   "which C cannot run"),
+    lib.RG_EBATCHIN: (ValueError, "rgrad: a Batch's inputs must be distinct leaves"),
+    lib.RG_ENOFORWARD: (RuntimeError, "rgrad: a Batch's backward needs its forward first"),
 }
 _RG_PYGRAPH = lib.RG_PYGRAPH
 _RG_DATA, _RG_GRAD = lib.RG_DATA, lib.RG_GRAD

@@ -250,13 +250,15 @@ class _Chain:
     layers are nodes that nothing in Python holds; `_prev` makes objects for
     them if asked). Valid while its layers hold the same plans."""
 
-    __slots__ = ("layers", "seqs", "state", "plans", "w", "b", "sizes", "relu", "nin", "nout")
+    __slots__ = ("layers", "seqs", "lens", "state", "plans", "w", "b", "sizes", "relu",
+                 "nin", "nout")
 
     @classmethod
     def of(cls, layers, plans):
         chain = cls()
         chain.layers, chain.plans = list(layers), plans
         chain.seqs = [layer.neurons for layer in layers]
+        chain.lens = [len(seq) for seq in chain.seqs]
         chain.state = [s for p in plans for s in p.state]
         chain.w = ffi.new("int32_t[]", [h for p in plans for h in ffi.unpack(p.w, p.nin * len(p.bs))])
         chain.b = ffi.new("int32_t[]", [h for p in plans for h in ffi.unpack(p.b, len(p.bs))])
@@ -272,9 +274,9 @@ class _Chain:
         (_Plan.holds), for all layers in one list comparison."""
         if len(layers) != len(self.layers) or Neuron.__call__ is not _NEURON_CALL:
             return False
-        for layer, mine, seq in zip(layers, self.layers, self.seqs):
-            if layer is not mine or layer.neurons is not seq:
-                return False
+        for layer, mine, seq, n in zip(layers, self.layers, self.seqs, self.lens):
+            if layer is not mine or layer.neurons is not seq or len(seq) != n:
+                return False        # (a neuron moved between layers keeps the flat list)
         try:
             return list(map(_state_of, _flat(self.seqs))) == self.state
         except AttributeError:          # not a neuron any more, or one missing a part

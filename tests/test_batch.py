@@ -338,3 +338,49 @@ def test_an_input_the_outputs_do_not_use_has_zero_grads():
     b.backward()
     assert k.grad == 6.0
     assert b.input_grads().tolist() == [[3.0, 0.0], [3.0, 0.0]]
+
+
+# ---- found in review -------------------------------------------------------------
+
+def test_a_backward_refused_after_the_graph_changed_stays_refused():
+    w, x = Value(0.5), Value(1.0)
+    h = w * x
+    b = Batch([h.tanh()], inputs=[x])
+    b.forward([[1.0], [2.0]])
+
+    def step():
+        h.grad += 0.0
+    h._backward = step                   # an op defined in Python, after forward
+    with pytest.raises(ValueError, match="defined in Python"):
+        b.backward()
+    with pytest.raises(RuntimeError, match="forward"):   # (this once crashed the process)
+        b.backward()
+    with pytest.raises(RuntimeError):
+        b.input_grads()
+
+
+def test_backward_after_a_collection_twice():
+    model, x, t, score, loss1 = demo()
+    rows = moons_rows(30)
+    b = Batch([loss1], inputs=[*x, t])
+    b.forward(rows)
+    model.zero_grad()
+    b.backward()
+    once = grads_of(model)
+    model.zero_grad()
+    junk = [Value(float(i)) * 2 for i in range(100_000)]
+    del junk
+    rgrad.collect()                      # nodes move: the batch compiles again
+    b.backward()
+    b.backward()                         # from the same forward's data
+    assert grads_of(model) == pytest.approx([2 * g for g in once], rel=1e-15, abs=1e-300)
+
+
+def test_shared_nodes_that_do_not_lead_to_the_first_output_add_nothing():
+    # sqrt's slope at 0 is infinite; the second output's branch gets grad 0,
+    # and 0 * inf must not turn the first output's gradient into NaN
+    w, x = Value(0.0), Value(1.0)
+    b = Batch([w * x, (w ** 0.5) * x], inputs=[x], threads=1)
+    b.forward([[1.0], [2.0]])
+    b.backward()
+    assert w.grad == 3.0

@@ -264,3 +264,18 @@ def test_a_pickled_mlp_that_ran_chained():
     copy = pickle.loads(pickle.dumps(model))
     assert "_cached_chain" not in copy.__dict__
     assert copy([0.5, 1.5]).data == want
+
+
+def test_mlp_chain_sees_a_neuron_moved_between_layers():
+    # the flat list of neuron states stays the same; the layers' sizes do not
+    # (micrograd's zip then uses as many weights as there are inputs)
+    random.seed(4)
+    model = rnn.MLP(2, [3, 3, 2])
+    x = [0.5, -1.5]
+    model(x)
+    moved = model.layers[0].neurons.pop()
+    model.layers[1].neurons.insert(0, moved)
+    got = [v.data for v in model(x)]
+    for layer in model.layers:
+        x = [n(x) for n in layer.neurons]
+    assert got == [v.data for v in x]
