@@ -394,6 +394,13 @@ static int fwd_block(const rg_batch *b, double *restrict D, int32_t stride, int3
             break;
         case RG_RPOWC: for (int32_t i = 0; i < m; i++) z[i] = bpow(c, x[i], &bad); break;
         case RG_STEP: for (int32_t i = 0; i < m; i++) z[i] = x[i] > 0.0 ? 1.0 : 0.0; break;
+        case RG_POWU: for (int32_t i = 0; i < m; i++) z[i] = pow(x[i], c); break;
+        case RG_POWVU:
+            for (int32_t i = 0; i < m; i++) z[i] = pow(x ? x[i] : xs, y ? y[i] : ys);
+            break;
+        case RG_LNZ:
+            for (int32_t i = 0; i < m; i++) z[i] = x[i] == 0.0 ? 0.0 : log(x[i]);
+            break;
         default: return RG_EHANDLE;
         }
     }
@@ -547,7 +554,8 @@ static void bwd_block(const rg_batch *b, const double *restrict D, double *restr
                 P[in->x] += dot4_put(y, gz, gy, fy, xs, m);
             }
             break;
-        case RG_POWV: {                  /* rare: row by row, through T */
+        case RG_POWV:
+        case RG_POWVU: {                 /* rare: row by row, through T */
             double *T = G + (int64_t)b->nv * stride;     /* one spare register */
             for (int32_t i = 0; i < m; i++) T[i] = (YI * pow(XI, YI - 1.0)) * gz[i];
             if (xv) PUT(gx, fx, T[i]);
@@ -562,7 +570,9 @@ static void bwd_block(const rg_batch *b, const double *restrict D, double *restr
         case RG_MULC: PUT(gx, fx, c * gz[i]); break;
         case RG_NEG: PUT(gx, fx, -gz[i]); break;
         case RG_RELU: PUT(gx, fx, (z[i] > 0.0 ? 1.0 : 0.0) * gz[i]); break;
-        case RG_POW: PUT(gx, fx, (c * pow(x[i], c - 1.0)) * gz[i]); break;
+        case RG_POW:
+        case RG_POWU: PUT(gx, fx, (c * pow(x[i], c - 1.0)) * gz[i]); break;
+        case RG_LNZ: PUT(gx, fx, gz[i] / x[i]); break;
         case RG_TANH: PUT(gx, fx, (1.0 - z[i] * z[i]) * gz[i]); break;
         case RG_EXP: PUT(gx, fx, z[i] * gz[i]); break;
         case RG_LOG: PUT(gx, fx, gz[i] / x[i]); break;

@@ -142,9 +142,10 @@ static int terms(int32_t *g, int32_t i)
     case RG_NEG:
         NEW(RG_NEG, gz, -1, 0.0);
         return add_term(g, x, A.n - 1);
-    case RG_POW:                       /* c x**(c-1) */
+    case RG_POW:                       /* c x**(c-1), unchecked as backward's */
+    case RG_POWU:
         if (c == 1.0) return add_term(g, x, gz);
-        NEW(RG_POW, x, -1, c - 1.0);
+        NEW(RG_POWU, x, -1, c - 1.0);
         NEW(RG_MULC, A.n - 1, -1, c);
         return times(g, x, gz, A.n - 1);
     case RG_RELU:                      /* [x > 0], as [relu(x) > 0] */
@@ -158,7 +159,8 @@ static int terms(int32_t *g, int32_t i)
     case RG_EXP:                       /* z */
         return times(g, x, gz, i);
     case RG_LOG:                       /* x**-1 */
-        NEW(RG_POW, x, -1, -1.0);
+    case RG_LNZ:
+        NEW(RG_POWU, x, -1, -1.0);
         return times(g, x, gz, A.n - 1);
     case RG_SIGMOID:                   /* z (1 - z) */
         NEW(RG_NEG, i, -1, 0.0);
@@ -168,19 +170,18 @@ static int terms(int32_t *g, int32_t i)
     case RG_SOFTPLUS:                  /* sigmoid(x) */
         NEW(RG_SIGMOID, x, -1, 0.0);
         return times(g, x, gz, A.n - 1);
-    case RG_POWV:                      /* x: y x**(y-1); y: z ln x */
+    case RG_POWV:                      /* x: y x**(y-1); y: z ln x, 0 at x = 0 */
+    case RG_POWVU:
         NEW(RG_ADDC, y, -1, -1.0);
         n = A.n - 1;
-        NEW(RG_POWV, x, n, 0.0);
+        NEW(RG_POWVU, x, n, 0.0);
         NEW(RG_MUL, y, A.n - 1, 0.0);
         if ((rc = times(g, x, gz, A.n - 1)) != RG_OK) return rc;
-        /* 0 ** y for y >= 0: no slope in y (as backward: 0) */
-        if (A.nodes[x].data == 0.0 && A.nodes[y].data >= 0.0) return RG_OK;
-        NEW(RG_LOG, x, -1, 0.0);
+        NEW(RG_LNZ, x, -1, 0.0);
         NEW(RG_MUL, i, A.n - 1, 0.0);
         return times(g, y, gz, A.n - 1);
-    case RG_RPOWC:                     /* z ln c */
-        if (c == 0.0 && A.nodes[x].data >= 0.0) return RG_OK;
+    case RG_RPOWC:                     /* z ln c (0 ** x: backward adds nothing) */
+        if (c == 0.0) return RG_OK;
         NEW(RG_MULC, i, -1, log(c));
         return times(g, x, gz, A.n - 1);
     }

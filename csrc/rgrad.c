@@ -248,6 +248,35 @@ RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
             y->flags &= share(z, NONE);
         }
         return RG_OK;
+    case RG_POWU:   /* z = x ** c, unchecked;  dx += (c x**(c-1)) dz */
+        if (dir == FWD) {
+            z->data = pow(x->data, c);
+            idata(z, NONE);
+        } else {
+            x->grad += (c * pow(x->data, c - 1.0)) * dz; x->flags &= share(z, NONE);
+        }
+        return RG_OK;
+    case RG_POWVU:  /* z = x ** y, unchecked;  as RG_POWV */
+        if (dir == FWD) {
+            z->data = pow(x->data, y->data);
+            idata(z, NONE);
+            return RG_OK;
+        }
+        x->grad += (y->data * pow(x->data, y->data - 1.0)) * dz;
+        x->flags &= share(z, NONE);
+        if (!(x->data == 0.0 && y->data >= 0.0)) {
+            y->grad += (z->data * log(x->data)) * dz;
+            y->flags &= share(z, NONE);
+        }
+        return RG_OK;
+    case RG_LNZ:    /* z = ln x, 0 at 0 (unchecked: NaN below);  dx += dz / x */
+        if (dir == FWD) {
+            z->data = x->data == 0.0 ? 0.0 : log(x->data);
+            idata(z, NONE);
+        } else {
+            x->grad += dz / x->data; x->flags &= share(z, NONE);
+        }
+        return RG_OK;
     case RG_STEP:   /* z = [x > 0] (relu's derivative);  its own derivative is 0 */
         if (dir == FWD) {
             z->data = x->data > 0.0 ? 1.0 : 0.0;
@@ -278,7 +307,7 @@ int arity(int op)
 {
     switch (op) {
     case RG_LEAF: return 0;
-    case RG_ADD: case RG_MUL: case RG_POWV: return 2;
+    case RG_ADD: case RG_MUL: case RG_POWV: case RG_POWVU: return 2;
     case RG_PY: return -1;   /* any number: see children() */
     default: return 1;
     }

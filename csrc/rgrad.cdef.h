@@ -35,7 +35,10 @@ enum {
     RG_TANH, RG_EXP, RG_LOG, RG_SIGMOID, RG_POWV, RG_RPOWC, RG_SOFTPLUS,
     RG_PY,      /* an op defined in Python: data given, backward a Python closure */
     RG_LINK,    /* internal: carries a Python op's third and later children */
-    RG_STEP     /* z = [x > 0], relu's derivative in a gradient graph (rg_grad_graph) */
+    RG_STEP,    /* z = [x > 0], relu's derivative in a gradient graph (rg_grad_graph) */
+    RG_POWU,    /* z = x ** c, and */
+    RG_POWVU,   /* z = x ** y, unchecked (inf or NaN where ** raises): in gradient graphs */
+    RG_LNZ      /* z = ln x, 0 at x = 0 (** 's slope in its exponent, z ln x, is 0 there) */
 };
 
 typedef struct {

@@ -219,7 +219,7 @@ _OP_NAMES = {
     lib.RG_MULC: "*", lib.RG_NEG: "*", lib.RG_RELU: "ReLU",
     lib.RG_TANH: "tanh", lib.RG_EXP: "exp", lib.RG_LOG: "log",
     lib.RG_SIGMOID: "sigmoid", lib.RG_SOFTPLUS: "softplus", lib.RG_POWV: "**",
-    lib.RG_STEP: "[x>0]",
+    lib.RG_STEP: "[x>0]", lib.RG_POWVU: "**", lib.RG_LNZ: "log",
     lib.RG_PY: "",
 }
 
@@ -454,7 +454,7 @@ def _short(k):
 
 
 def _op_name(op, arg):
-    if op == lib.RG_POW:
+    if op == lib.RG_POW or op == lib.RG_POWU:
         return f"**{_short(arg)}"
     if op == lib.RG_RPOWC:
         return f"{_short(arg)}**"

@@ -210,3 +210,30 @@ def test_newton_on_rosenbrock_converges_in_a_handful_of_steps():
         point = [point[0] - (h11 * g0 - h01 * g1) / det,
                  point[1] - (-h10 * g0 + h00 * g1) / det]
     assert close(point[0], 1.0, abs_=1e-12) and close(point[1], 1.0, abs_=1e-12)
+
+
+# ---- found in review: the gradient graph decides nothing from build-time data ----
+
+@pytest.mark.parametrize("make, at", [
+    (lambda x, y: x ** 0.5, (0.0, 1.0)),          # slope inf at 0, as backward gives
+    (lambda x, y: x ** 0, (0.0, 1.0)),            # 0 * inf: NaN, as backward gives
+    (lambda x, y: x ** y, (-2.0, 2.0)),           # a negative base, a whole exponent
+    (lambda x, y: x ** y, (0.0, 0.5)),            # 0 ** y: no slope in y
+    (lambda x, y: x ** -1, (1e-300, 1.0)),        # a slope past the double range
+])
+def test_graph_gradients_where_numbers_exist_or_overflow(make, at):
+    x, y = Value(at[0]), Value(at[1])
+    z = make(x, y)
+    want = [v.data for v in rgrad.grad(z, [x, y])]
+    got = [v.data for v in rgrad.grad(z, [x, y], create_graph=True)]
+    assert [repr(v) for v in got] == [repr(v) for v in want]
+
+
+def test_a_replayed_gradient_graph_follows_the_new_data():
+    a, b = Value(0.0), Value(1.0)
+    ga, gb = rgrad.grad(a ** b, [a, b], create_graph=True)   # built at a = 0
+    a.data = 2.0
+    (a ** b).forward()
+    ga.forward()
+    gb.forward()
+    assert close(gb.data, 2.0 * math.log(2.0)) and close(ga.data, 1.0)
