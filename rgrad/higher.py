@@ -8,9 +8,24 @@ from .engine import Value, _check, _fresh, _made, _real
 
 __all__ = ["grad", "hessian", "hvp"]
 
-_PYOP = ("rgrad.grad: the graph holds an op defined in Python (a _backward "
-         "closure), whose derivative rgrad cannot build or run apart from .grad; "
-         "write it with built-in ops to differentiate it this way")
+def _pyop_error(outs):
+    """The TypeError for a graph holding an op defined in Python, naming the
+    first one found walking down from outs (only walked on this error)."""
+    seen, stack = set(), list(outs)
+    while stack:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if lib.rg_op(v._s) == lib.RG_PY:
+            name = v._op or "an unnamed op"
+            label = f" (label {v.label!r})" if v.label else ""
+            return TypeError(
+                f"rgrad.grad: the graph holds the op {name!r}{label}, defined in Python "
+                "with a _backward closure, whose derivative rgrad cannot build or run "
+                "apart from .grad; write it with built-in ops to differentiate it this way")
+        stack.extend(v._prev)
+    return TypeError("rgrad.grad: the graph holds an op defined in Python")
 
 
 def _values(xs, what):
@@ -58,7 +73,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False):
         vs, out = _fresh(len(ins))
         rc = lib.rg_grad_graph(oh, len(outs), sh, ih, len(ins), out)
         if rc == lib.RG_EPYOP:
-            raise TypeError(_PYOP)
+            raise _pyop_error(outs)
         if rc:
             _made(rc, lib.rg_grad_graph, oh, len(outs), sh, ih, len(ins), out)
         return tuple(vs)
@@ -75,7 +90,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False):
     res = ffi.new("double[]", max(len(ins), 1))
     rc = lib.rg_grad_values(oh, len(outs), sd, ih, len(ins), res)
     if rc == lib.RG_EPYOP:
-        raise TypeError(_PYOP)
+        raise _pyop_error(outs)
     _check(rc)
     return tuple(Value(x) for x in ffi.unpack(res, len(ins)))
 

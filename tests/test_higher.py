@@ -157,13 +157,13 @@ def test_an_input_the_output_does_not_use_gets_zero():
 def test_an_op_defined_in_python_is_refused_by_name():
     x = Value(0.5)
     t = math.tanh(x.data)
-    out = Value(t, (x,), "tanh")
+    out = Value(t, (x,), "my_tanh")
 
     def _backward():
         x.grad += (1 - t ** 2) * out.grad
     out._backward = _backward
     for create in (False, True):
-        with pytest.raises(TypeError, match="defined in Python"):
+        with pytest.raises(TypeError, match="'my_tanh'.*defined in Python"):
             rgrad.grad(out * 2, [x], create_graph=create)
     assert x.grad == 0
 
