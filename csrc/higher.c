@@ -234,6 +234,14 @@ int rg_grad_graph(const int32_t *outs, int32_t nout, const int32_t *seeds,
             res[j] = A.n - 1;
         }
     }
+    /* each result a node of its own (one Value per node): a gradient that is
+       an older node (a seed, an output) or another input's gets a copy,
+       x * 1 (exact, signs of zero and NaN kept) */
+    for (int32_t j = 0; j < nin && rc == RG_OK; j++) {
+        int copy = res[j] < n0;
+        for (int32_t k = 0; k < j && !copy; k++) copy = res[k] == res[j];
+        if (copy && (rc = push_node(RG_MULC, res[j], -1, 1.0)) == RG_OK) res[j] = A.n - 1;
+    }
     if (rc == RG_OK)
         for (int32_t j = 0; j < nin; j++) bind_slot(out_h[j], res[j]);
     free(res);

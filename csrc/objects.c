@@ -210,7 +210,13 @@ int32_t rg_children(int32_t h, int32_t *out, int32_t cap)
     int32_t i = node_of(h), n = RG_EHANDLE;
     if (i >= 0) {
         n = list_children(i, out, cap < 0 ? 0 : cap);
-        for (int32_t k = 0; k < n && k < cap; k++) out[k] = nodemap_get(out[k]);
+        for (int32_t k = 0; k < n && k < cap; k++) {
+            out[k] = nodemap_get(out[k]);
+            /* handed out by _prev: it lives as long as its node (as a handle
+               rg_bind_children binds), even if it was an op's result nothing
+               held, not yet collected: an id() taken now stays the node's */
+            if (out[k] >= 0) A.slot_weak[out[k]] |= SLOT_KEEP;
+        }
     }
     rg_mutex_unlock(&A.lock);
     return n;

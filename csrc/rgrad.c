@@ -92,6 +92,7 @@ static double sigmoid(double x)
    (micrograd's grad stays an int only while every contribution is one). */
 static inline void idata(rg_node *z, unsigned k)
 {
+    if ((k & F_IDATA) && !(fabs(z->data) < 0x1p53)) k = 0;   /* rounded: a float now */
     z->flags = (uint8_t)((z->flags & ~(unsigned)F_IDATA) | F_IGRAD | (k & F_IDATA));
 }
 
@@ -515,6 +516,7 @@ int push_node(int op, int32_t a, int32_t b, double arg)
 int push_node_k(int op, int32_t a, int32_t b, double arg, uint8_t kind)
 {
     rg_node *z = &A.nodes[A.n];
+    if ((kind & F_IDATA) && !(fabs(arg) < 0x1p53)) kind &= (uint8_t)~F_IDATA;   /* as idata */
     *z = (rg_node){ .data = arg, .grad = 0.0, .arg = arg, .a = a, .b = b,
                     .id_lo = (uint32_t)A.next_id, .id_hi = (uint16_t)(A.next_id >> 32),
                     .op = (uint8_t)op, .flags = (uint8_t)(kind | F_IGRAD) };
@@ -1035,6 +1037,7 @@ static int set(int32_t h, size_t field, double v, uint8_t bit, int isint)
     if (i >= 0) {
         rg_node *z = &A.nodes[i];
         memcpy((char *)z + field, &v, sizeof v);
+        isint = isint && fabs(v) < 0x1p53;      /* an int a double holds exactly */
         z->flags = (uint8_t)((z->flags & ~bit) | (isint ? bit : 0));
     }
     rg_mutex_unlock(&A.lock);

@@ -133,7 +133,12 @@ def _isint(x):
     """Whether micrograd would hold x as an int (Python's arithmetic keeps
     ints: Value(2) prints as Value(data=2, grad=0))."""
     t = type(x)
-    return t is int or (t is not float and isinstance(x, numbers.Integral))
+    if t is int:
+        return True
+    if t is float:
+        return False
+    np = sys.modules.get("numpy")      # numpy's bool is no numbers.Integral
+    return isinstance(x, numbers.Integral) or (np is not None and isinstance(x, np.bool_))
 
 
 _new = object.__new__

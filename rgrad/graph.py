@@ -118,7 +118,11 @@ def _constant_leaf(v):
     if got is None:
         return None
     c = Value.__new__(Constant)
-    c._parent, c._grad = v, got[1]
+    # micrograd's leaf starts at int 0 and adds its share: untouched while
+    # the node's own grad is an int 0 (no backward reached it), and 0 + -0.0
+    # is 0.0
+    g = v.grad
+    c._parent, c._grad = v, (0 if type(g) is int and g == 0 else 0 + got[1])
     c.data = got[0]
     _check(lib.rg_flag(v._s))       # so that it is dropped when v's node is freed
     _constants[i] = c

@@ -77,7 +77,7 @@ class Neuron(Module):
 
     def __init__(self, nin: int, nonlin: bool = True) -> None:
         self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
-        self.b = Value(0.0)
+        self.b = Value(0)           # micrograd's int 0
         self.nonlin = nonlin
 
     def __call__(self, x: Sequence[Value | float]) -> Value:

@@ -708,3 +708,26 @@ def test_prev_of_a_python_op_with_40000_children(engine):
     prev = out._prev
     assert len(prev) == 40_000
     assert {id(c) for c in prev} == {id(c) for c in children}
+
+
+# ---- found in review: ints in nn, constants' leaves before backward ---------------
+
+def test_mlp_parameters_print_as_micrograds(engine):
+    def run(V):
+        nn = NN[V]
+        random.seed(1)
+        model = nn.MLP(3, [4, 4, 1])
+        return [repr(p) for p in model.parameters()]
+    want, got = reference_and(engine, run)
+    assert got == want
+
+
+def test_constant_leaves_print_as_micrograds_before_and_after_backward(engine):
+    def run(V):
+        a = V(-3.5)
+        b = a * 3
+        before = sorted(repr(c) for c in (V(2.0) * 3)._prev)
+        (b * 0.0).backward()                       # the share is -0.0: the leaf's 0 + -0.0
+        return before, sorted(repr(c) for c in b._prev)
+    want, got = reference_and(engine, run)
+    assert got == want

@@ -405,3 +405,13 @@ def test_setters_and_optimizers_keep_the_int_bit():
     p.data = True                             # an int in Python
     assert repr(p.data) == "1"
     assert all(isinstance(x, float) for x in rgrad.get_data([Value(1), Value(2)]))
+
+
+def test_an_int_rounded_past_2_53_reads_back_as_a_float():
+    v = (Value(10 ** 17) + 1) - 10 ** 17         # micrograd: exactly 1
+    assert type(v.data) is float
+
+
+def test_numpy_bools_are_ints():
+    np = pytest.importorskip("numpy")
+    assert repr((Value(np.True_) + 1).data) == "2"

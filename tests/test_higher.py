@@ -237,3 +237,14 @@ def test_a_replayed_gradient_graph_follows_the_new_data():
     ga.forward()
     gb.forward()
     assert close(gb.data, 2.0 * math.log(2.0)) and close(ga.data, 1.0)
+
+
+def test_each_result_is_a_node_of_its_own():
+    x, y = Value(1.0), Value(2.0)
+    gx, gy = rgrad.grad(x + y, [x, y], create_graph=True)    # both the seed 1
+    gx.data = 10.0
+    assert gy.data == 1.0
+    s = Value(3.0)
+    (g,) = rgrad.grad(x, [x], grad_outputs=[s], create_graph=True)
+    g.label = "G"
+    assert s.label == "" and g.data == 3.0 and s not in (g * 2)._prev
