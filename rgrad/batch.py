@@ -83,9 +83,7 @@ class Batch:
         len(inputs) real numbers, N >= 1."""
         buf, n, keep = self._check_rows(rows)
         nout = len(self._outputs)
-        np = _numpy()
-        out = np.empty((n, nout)) if np is not None else ffi.new("double[]", n * nout)
-        dest = ffi.from_buffer("double[]", out) if np is not None else out
+        out, dest = _matrix(n, nout)
         with self._lock:
             self._rows = 0
             rc = lib.rg_batch_forward(self._b, buf, n, dest, self.threads)
@@ -95,10 +93,7 @@ class Batch:
         if rc == lib.RG_EPYOP:
             raise ValueError("Batch: the graph now holds an op defined in Python")
         _check(rc)
-        if np is not None:
-            return out
-        flat = ffi.unpack(out, n * nout)
-        return [flat[k * nout:(k + 1) * nout] for k in range(n)]
+        return _result(out, n, nout)
 
     def backward(self, scale=1.0):
         """Adds scale * (the sum over the last forward's rows of d out[:, 0] /
@@ -125,20 +120,12 @@ class Batch:
             n, nin = self._rows, len(self._inputs)
             if not n:
                 raise RuntimeError("Batch.input_grads() needs a forward() and a backward() first")
-            np = _numpy()
-            if np is not None:
-                out = np.empty((n, nin))
-                rc = lib.rg_batch_input_grads(self._b, ffi.from_buffer("double[]", out), n)
-            else:
-                out = ffi.new("double[]", max(n * nin, 1))
-                rc = lib.rg_batch_input_grads(self._b, out, n)
+            out, dest = _matrix(n, nin)
+            rc = lib.rg_batch_input_grads(self._b, dest, n)
         if rc == lib.RG_ENOFORWARD:
             raise RuntimeError("Batch.input_grads() needs a backward() first")
         _check(rc)
-        if np is not None:
-            return out
-        flat = ffi.unpack(out, n * nin)
-        return [flat[k * nin:(k + 1) * nin] for k in range(n)]
+        return _result(out, n, nin)
 
     def _check_rows(self, rows):
         """(C buffer, N, what keeps the buffer alive), or TypeError/ValueError."""
@@ -164,6 +151,25 @@ class Batch:
         if n < 1:
             raise ValueError("Batch.forward needs at least one row")
         return ffi.new("double[]", flat or [0.0]), n, None
+
+
+def _matrix(n, width):
+    """An n x width result (a numpy array, or a C array without numpy) and
+    the C pointer to fill it through."""
+    np = _numpy()
+    if np is not None:
+        out = np.empty((n, width))
+        return out, ffi.from_buffer("double[]", out)
+    out = ffi.new("double[]", max(n * width, 1))
+    return out, out
+
+
+def _result(out, n, width):
+    """What _matrix made, filled, as the caller gets it: the array, or lists."""
+    if not isinstance(out, ffi.CData):
+        return out
+    flat = ffi.unpack(out, n * width)
+    return [flat[k * width:(k + 1) * width] for k in range(n)]
 
 
 def _rows_as_lists(rows, nin):

@@ -3,6 +3,7 @@ torch.autograd.grad), rgrad.hessian and rgrad.hvp. None of them touches the
 .grad of anything: micrograd's backward() keeps its meaning. The C side is
 csrc/higher.c."""
 from ._rgrad import ffi, lib
+from .batch import _numpy
 from .bulk import values
 from .engine import Value, _check, _fresh, _made, _real
 
@@ -96,11 +97,8 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False):
 
 
 def _array(rows):
-    try:
-        import numpy
-    except ImportError:
-        return rows
-    return numpy.array(rows, dtype=float)
+    np = _numpy()
+    return rows if np is None else np.array(rows, dtype=float)
 
 
 def _leaves(f, inputs):
