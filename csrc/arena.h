@@ -121,6 +121,9 @@ RG_INTERNAL int push_node_k(int op, int32_t a, int32_t b, double arg, uint8_t ki
 RG_INTERNAL void lock_to_make(void);   /* takes the lock */
 RG_INTERNAL int rg_step(rg_node *nodes, rg_node *z, int backward);   /* one op's step */
 
+/* higher.c */
+RG_INTERNAL int nodes_under(const int32_t *outs, int32_t nout, int32_t **list, int32_t *count);
+
 /* objects.c */
 RG_INTERNAL int nodemap_reserve(int64_t slots);
 RG_INTERNAL void nodemap_put(int32_t i, int32_t h);

@@ -161,28 +161,9 @@ static int compile(rg_batch *b)
         if (A.nodes[i].op != RG_LEAF) return RG_EBATCHIN;
     }
     if (top < 0) return RG_EHANDLE;
-    /* the nodes under the outputs, in creation order: mark, walk down */
-    uint8_t *mark = A.mark;
-    int32_t pending = 0;
-    for (int32_t k = 0; k < b->nout; k++) {
-        int32_t i = node_of(b->out_h[k]);
-        if (!mark[i]) { mark[i] = 1; pending++; }
-    }
+    /* the nodes under the outputs, highest first (RG_EPYOP for a Python op) */
     int32_t count = 0;
-    nodes = malloc((size_t)(top + 1) * sizeof *nodes);
-    if (!nodes) {
-        for (int32_t i = top; pending > 0; i--) if (mark[i]) { mark[i] = 0; pending--; }
-        return RG_ENOMEM;
-    }
-    for (int32_t i = top; pending > 0; i--) {
-        if (!mark[i]) continue;
-        mark[i] = 0;
-        pending--;
-        nodes[count++] = i;
-        const rg_node *z = &A.nodes[i];
-        if (z->a >= 0 && !mark[z->a]) { mark[z->a] = 1; pending++; }
-        if (z->b >= 0 && !mark[z->b]) { mark[z->b] = 1; pending++; }
-    }
+    if ((rc = nodes_under(b->out_h, b->nout, &nodes, &count)) != RG_OK) return rc;
     /* nodes[] runs down; the registers are numbered up. reg[i] is first
        -2 - j for the node of input j, -1 for any other. */
     reg = malloc((size_t)(top + 1) * sizeof *reg);
@@ -215,9 +196,7 @@ static int compile(rg_batch *b)
        uniform registers 0..nleaf-1 */
     for (int32_t k = count - 1; k >= 0; k--) {
         int32_t i = nodes[k];
-        const rg_node *z = &A.nodes[i];
-        if (z->op == RG_PY || z->op == RG_LINK) { rc = RG_EPYOP; goto out; }
-        if (z->op != RG_LEAF) continue;
+        if (A.nodes[i].op != RG_LEAF) continue;
         if (reg[i] <= -2) {
             kind[i] = VEC;
             reg[i] = b->in_reg[-2 - reg[i]];

@@ -18,8 +18,8 @@
 
 /* The nodes under the outputs (handles outs), highest first, into *list
    (malloc'ed) and their number into *count; RG_EPYOP if one is an op
-   defined in Python. A.mark is left all zero. */
-static int under(const int32_t *outs, int32_t nout, int32_t **list, int32_t *count)
+   defined in Python. A.mark is left all zero. (Batch compiles from it too.) */
+int nodes_under(const int32_t *outs, int32_t nout, int32_t **list, int32_t *count)
 {
     int32_t top = -1, pending = 0, k = 0;
     *list = NULL;
@@ -63,7 +63,7 @@ int rg_grad_values(const int32_t *outs, int32_t nout, const double *seeds,
     rg_mutex_lock(&A.lock);
     for (int32_t j = 0; j < nin; j++)
         if (node_of(ins[j]) < 0) { rc = RG_EHANDLE; goto out; }
-    if ((rc = under(outs, nout, &list, &count)) != RG_OK) goto out;
+    if ((rc = nodes_under(outs, nout, &list, &count)) != RG_OK) goto out;
     saved = malloc((size_t)(count ? count : 1) * sizeof *saved);
     flags = malloc((size_t)(count ? count : 1));
     if (!saved || !flags) { rc = RG_ENOMEM; goto out; }
@@ -185,7 +185,7 @@ static int terms(int32_t *g, int32_t i)
         NEW(RG_MULC, i, -1, log(c));
         return times(g, x, gz, A.n - 1);
     }
-    return RG_EPYOP;                   /* RG_PY, RG_LINK: not in a list under() made */
+    return RG_EPYOP;                   /* RG_PY, RG_LINK: not in a list nodes_under() made */
 }
 
 int rg_grad_graph(const int32_t *outs, int32_t nout, const int32_t *seeds,
@@ -200,7 +200,7 @@ int rg_grad_graph(const int32_t *outs, int32_t nout, const int32_t *seeds,
         if (node_of(ins[j]) < 0) { rc = RG_EHANDLE; goto out; }
     for (int32_t j = 0; j < nout; j++)
         if (seeds && seeds[j] >= 0 && node_of(seeds[j]) < 0) { rc = RG_EHANDLE; goto out; }
-    if ((rc = under(outs, nout, &list, &count)) != RG_OK) goto out;
+    if ((rc = nodes_under(outs, nout, &list, &count)) != RG_OK) goto out;
     /* at most 7 nodes a node (POWV), one per seed and input, and the adds */
     if ((rc = reserve_nodes(9 * (int64_t)count + 2 * (int64_t)(nout + nin) + 8)) != RG_OK)
         goto out;
