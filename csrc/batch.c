@@ -10,7 +10,10 @@
      leaves only is a uniform register: one double, computed once per
      forward. Constant operands stay in the instruction, as in the node.
    The program is two lists of instructions: the uniform one, run once, and
-   the vector one, run over each block. The batch keeps the handles of its
+   the vector one, run over each block. In the vector one, a chain of
+   multiply-adds whose inner sums nothing else reads (a neuron's
+   b + w1 x1 + w2 x2 + ...) is one instruction (fuse()), with the chain's
+   bits. The batch keeps the handles of its
    outputs and inputs (Python keeps their Values, which keep the graph), and
    compiles again when a compaction has moved nodes or a node was given new
    children since (A.collections, A.edits).
@@ -58,12 +61,29 @@
 
 enum { VEC = 0, UNI = 1 };           /* where an operand lives */
 
+/* A chain of multiply-adds, start + w1 x1 + w2 x2 + ... (a neuron's sum: each
+   w uniform, each x a vector), runs as one instruction, OP_DOT, instead of a
+   multiply and an add per term (fuse(), below). x is the start, its terms
+   are terms[t0 .. t0 + nt). */
+enum { OP_DOT = 255 };
+
+typedef struct {
+    int32_t v, u;                    /* the term's vector and uniform registers */
+    uint8_t first;                   /* backward: v's grad is stored, not added to */
+} term;
+
 typedef struct {
     uint8_t op, kx, ky;              /* op code; kinds of x and y (VEC or UNI) */
     uint8_t bwd;                     /* backward: LIVE, FIRST_X, FIRST_Y (below) */
     int32_t z, x, y;                 /* registers (in the kind's file) */
+    int32_t t0, nt;                  /* OP_DOT: its terms */
     double c;                        /* the constant operand (arg) */
 } inst;
+
+/* rg_batch_tune, for tests: fuse_chains 0 compiles without OP_DOT; a
+   fixed_block > 0 sets the rows a block (else sized for L2) */
+static int fuse_chains = 1;
+static int32_t fixed_block = 0;
 
 /* Backward writes each vector register's grads without zeroing them first:
    the instruction that adds into a register first (in backward's order)
@@ -81,6 +101,7 @@ struct rg_batch {
     int32_t nv, nu;                  /* vector and uniform registers */
     inst *vprog, *uprog;
     int32_t nvprog, nuprog;
+    term *terms;                     /* OP_DOT's terms */
     int32_t *in_reg;                 /* input j -> vector register */
     int32_t *out_reg;                /* output k -> register, kind in out_kind */
     uint8_t *out_kind;
@@ -104,8 +125,9 @@ struct rg_batch {
 static void drop_program(rg_batch *b)
 {
     free(b->vprog); free(b->uprog); free(b->in_reg); free(b->out_reg);
-    free(b->out_kind); free(b->leaf_node); free(b->cold_in);
+    free(b->out_kind); free(b->leaf_node); free(b->cold_in); free(b->terms);
     b->vprog = b->uprog = NULL;
+    b->terms = NULL;
     b->in_reg = b->out_reg = b->leaf_node = b->cold_in = NULL;
     b->out_kind = NULL;
     b->compiled = 0;        /* (u stays: a compaction recompiles to the same registers) */
@@ -142,6 +164,107 @@ static int room(double **p, int64_t *cap, int64_t n)
 }
 
 /* ---- compiling (arena lock held) ----------------------------------------- */
+
+/* Whether in multiplies a uniform by a vector. */
+static int mul_uv(const inst *in)
+{
+    return in->op == RG_MUL && in->y >= 0 && in->kx != in->ky;
+}
+
+/* The terms of the chain of multiply-adds at vprog[k]: pairs (M_t, A_t) one
+   after the other, M_t = w_t * x_t (one operand uniform, one a vector),
+   A_1 = start + M_1 and A_t = A_(t-1) + M_t (either operand order), where
+   no register but the last A's is used by anything else (uses: times read,
+   an output counting once). Returns t, and the start (kind, register). */
+static int32_t chain_at(const rg_batch *b, int32_t k, const int32_t *uses,
+                        uint8_t *start_kind, int32_t *start)
+{
+    int32_t t = 0, sum = -1;
+    for (int32_t j = k; j + 1 < b->nvprog; j += 2, t++) {
+        const inst *mul = &b->vprog[j], *add = &b->vprog[j + 1];
+        if (!mul_uv(mul) || add->op != RG_ADD || add->y < 0 || uses[mul->z] != 1) break;
+        uint8_t ok;
+        int32_t other;
+        if (add->kx == VEC && add->x == mul->z) { ok = add->ky; other = add->y; }
+        else if (add->ky == VEC && add->y == mul->z) { ok = add->kx; other = add->x; }
+        else break;
+        if (t == 0) {
+            *start_kind = ok;
+            *start = other;
+        } else if (ok != VEC || other != sum || uses[sum] != 1) {
+            break;
+        }
+        sum = add->z;
+    }
+    return t;
+}
+
+/* Fuses each chain of two terms or more into one OP_DOT, then numbers the
+   vector registers again without the chains' inner ones (the inputs keep
+   0..nin-1). Forward adds the terms in the chain's order, each product
+   rounded first, so the sums are the chain's, bit for bit; backward gives
+   each term's grads what the multiply's backward gave them (see bwd_block). */
+static int fuse(rg_batch *b, int32_t *nv)
+{
+    int32_t n = b->nvprog, w = 0, nterms = 0;
+    int32_t *uses = calloc((size_t)(*nv ? *nv : 1), sizeof *uses);
+    int32_t *to = malloc((size_t)(*nv ? *nv : 1) * sizeof *to);
+    b->terms = malloc((size_t)(n / 2 + 1) * sizeof *b->terms);
+    if (!uses || !to || !b->terms) { free(uses); free(to); return RG_ENOMEM; }
+    for (int32_t k = 0; k < n; k++) {
+        const inst *in = &b->vprog[k];
+        if (in->kx == VEC && in->x >= 0) uses[in->x]++;
+        if (in->y >= 0 && in->ky == VEC) uses[in->y]++;
+    }
+    for (int32_t k = 0; k < b->nout; k++)
+        if (b->out_kind[k] == VEC) uses[b->out_reg[k]]++;
+    for (int32_t k = 0; k < n;) {
+        uint8_t sk = UNI;
+        int32_t start = -1;
+        int32_t t = fuse_chains ? chain_at(b, k, uses, &sk, &start) : 0;
+        if (t < 2) {
+            b->vprog[w++] = b->vprog[k++];
+            continue;
+        }
+        inst dot = { .op = OP_DOT, .kx = sk, .ky = UNI, .x = start, .y = -1,
+                     .z = b->vprog[k + 2 * t - 1].z, .t0 = nterms, .nt = t };
+        for (int32_t j = 0; j < t; j++) {         /* read before vprog[w] is written */
+            const inst *mul = &b->vprog[k + 2 * j];
+            b->terms[nterms++] = mul->kx == VEC ? (term){ .v = mul->x, .u = mul->y }
+                                                : (term){ .v = mul->y, .u = mul->x };
+        }
+        b->vprog[w++] = dot;
+        k += 2 * t;
+    }
+    b->nvprog = w;
+    /* the registers still read or written, numbered again in order */
+    for (int32_t r = 0; r < *nv; r++) to[r] = r < b->nin ? r : -1;
+    for (int32_t k = 0; k < w; k++) to[b->vprog[k].z] = 0;
+    int32_t m = b->nin;
+    for (int32_t r = b->nin; r < *nv; r++)
+        if (to[r] == 0) to[r] = m++;
+    for (int32_t k = 0; k < w; k++) {
+        inst *in = &b->vprog[k];
+        in->z = to[in->z];
+        if (in->kx == VEC && in->x >= 0) in->x = to[in->x];
+        if (in->y >= 0 && in->ky == VEC) in->y = to[in->y];
+    }
+    for (int32_t j = 0; j < nterms; j++) b->terms[j].v = to[b->terms[j].v];
+    for (int32_t k = 0; k < b->nout; k++)
+        if (b->out_kind[k] == VEC) b->out_reg[k] = to[b->out_reg[k]];
+    *nv = m;
+    free(uses);
+    free(to);
+    return RG_OK;
+}
+
+void rg_batch_tune(int fuse, int32_t block)
+{
+    rg_mutex_lock(&A.lock);
+    fuse_chains = fuse;
+    fixed_block = block > 0 ? (block + 7) & ~7 : 0;
+    rg_mutex_unlock(&A.lock);
+}
 
 static int compile(rg_batch *b)
 {
@@ -231,6 +354,9 @@ static int compile(rg_batch *b)
         b->out_reg[k] = reg[i];
         b->out_kind[k] = kind[i];
     }
+    b->nvprog = nvp;
+    if ((rc = fuse(b, &nv)) != RG_OK) goto out;
+    nvp = b->nvprog;
     b->cold_in = malloc((size_t)(b->nin ? b->nin : 1) * sizeof *b->cold_in);
     uint8_t *written = calloc((size_t)(nv ? nv : 1), 1);
     uint8_t *live_u = calloc((size_t)(nu ? nu : 1), 1);
@@ -246,7 +372,16 @@ static int compile(rg_batch *b)
         in->bwd = 0;
         if (!written[in->z]) continue;          /* no path to outputs[0] */
         in->bwd = LIVE;
+        term *tm = in->op == OP_DOT ? b->terms + in->t0 : NULL;
+        for (int32_t t = tm ? in->nt - 1 : 0; t >= 1; t--) {   /* M_n .. M_2 */
+            tm[t].first = !written[tm[t].v];
+            written[tm[t].v] = 1;
+        }
         if (in->kx == VEC && !written[in->x]) { in->bwd |= FIRST_X; written[in->x] = 1; }
+        if (tm) {                               /* then A_1's start, then M_1 */
+            tm[0].first = !written[tm[0].v];
+            written[tm[0].v] = 1;
+        }
         if (in->y >= 0 && in->ky == VEC && !written[in->y]) {
             in->bwd |= FIRST_Y;
             written[in->y] = 1;
@@ -263,6 +398,8 @@ static int compile(rg_batch *b)
         if (!(in->bwd & LIVE)) continue;
         if (in->kx == UNI && in->x >= 0) live_u[in->x] = 1;
         if (in->y >= 0 && in->ky == UNI) live_u[in->y] = 1;
+        for (int32_t t = 0; in->op == OP_DOT && t < in->nt; t++)
+            live_u[b->terms[in->t0 + t].u] = 1;
     }
     for (int32_t k = nup - 1; k >= 0; k--) {
         inst *in = &b->uprog[k];
@@ -277,7 +414,7 @@ static int compile(rg_batch *b)
     b->nvprog = nvp; b->nuprog = nup;
     int64_t blk = L2_BYTES / ((int64_t)(nv ? nv : 1) * 16);
     blk = blk < 16 ? 16 : blk > 256 ? 256 : blk;
-    b->block = (int32_t)(blk & ~7);
+    b->block = fixed_block ? fixed_block : (int32_t)(blk & ~7);
     b->gen = A.collections;
     b->edits = A.edits;
     b->compiled = 1;
@@ -380,6 +517,19 @@ static int fwd_block(const rg_batch *b, double *restrict D, int32_t stride, int3
         case RG_LNZ:
             for (int32_t i = 0; i < m; i++) z[i] = x[i] == 0.0 ? 0.0 : log(x[i]);
             break;
+        case OP_DOT: {                   /* ((start + w1 x1) + w2 x2) + ... */
+            const term *tm = b->terms + in->t0;
+            const double *v = D + (int64_t)tm[0].v * stride;
+            double w = u[tm[0].u];
+            if (x) for (int32_t i = 0; i < m; i++) z[i] = x[i] + w * v[i];
+            else for (int32_t i = 0; i < m; i++) z[i] = xs + w * v[i];
+            for (int32_t t = 1; t < in->nt; t++) {
+                v = D + (int64_t)tm[t].v * stride;
+                w = u[tm[t].u];
+                for (int32_t i = 0; i < m; i++) z[i] = z[i] + w * v[i];
+            }
+            break;
+        }
         default: return RG_EHANDLE;
         }
     }
@@ -563,6 +713,25 @@ static void bwd_block(const rg_batch *b, const double *restrict D, double *restr
         case RG_STEP:                    /* its derivative is 0: nothing added */
             if (fx) memset(gx, 0, (size_t)m * sizeof *gx);
             break;
+        case OP_DOT: {
+            /* Unfused, A_n passes gz on, stored first (0 + gz) into A_(n-1)
+               and M_n, and so on down: every M_t and A_t has grad 0 + gz,
+               T here. Then the multiplies' and the start's grads in the
+               order backward met them: M_n .. M_2, A_1's start, M_1. */
+            double *T = G + (int64_t)b->nv * stride;     /* the spare register */
+            const term *tm = b->terms + in->t0;
+            for (int32_t i = 0; i < m; i++) T[i] = 0.0 + gz[i];
+            for (int32_t t = in->nt - 1; t >= 0; t--) {
+                if (t == 0) {
+                    if (xv) PUT(gx, fx, T[i]);
+                    else P[in->x] += sum4(T, m);
+                }
+                P[tm[t].u] += dot4_put(D + (int64_t)tm[t].v * stride, T,
+                                       G + (int64_t)tm[t].v * stride, tm[t].first,
+                                       u[tm[t].u], m);
+            }
+            break;
+        }
         }
 #undef PUT
 #undef XI

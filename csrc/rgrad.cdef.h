@@ -275,6 +275,9 @@ typedef struct rg_batch rg_batch;
 int rg_batch_new(const int32_t *outs, int32_t nout, const int32_t *ins, int32_t nin,
                  rg_batch **made);
 void rg_batch_free(rg_batch *b);
+/* For tests: fuse 0 compiles batches without fused multiply-add chains; a
+   block > 0 fixes the rows a block (rounded up to 8), else sized for L2. */
+void rg_batch_tune(int fuse, int32_t block);
 int32_t rg_batch_shape(rg_batch *b, int32_t which);
 int rg_batch_forward(rg_batch *b, const double *rows, int64_t n, double *out, int threads);
 int rg_batch_backward(rg_batch *b, double scale, int threads);

@@ -384,3 +384,91 @@ def test_shared_nodes_that_do_not_lead_to_the_first_output_add_nothing():
     b.forward([[1.0], [2.0]])
     b.backward()
     assert w.grad == 3.0
+
+
+# ---- fused multiply-add chains: the same bits as the ops one by one ---------------
+
+def run_both(build, rows, scale=0.5, threads=1, block=48):
+    """(outputs, shared leaves' grads, input grads, instructions) of the graph
+    build() makes, compiled with chains fused and without (rg_batch_tune),
+    both with `block` rows a block: the shared leaves' sums are added block
+    by block, so another block size is another rounding."""
+    from rgrad._rgrad import lib
+    results = []
+    for fuse in (1, 0):
+        outs, inputs, shared = build()
+        lib.rg_batch_tune(fuse, block)
+        try:
+            b = Batch(outs, inputs, threads=threads)
+        finally:
+            lib.rg_batch_tune(1, 0)
+        for s in shared:
+            s.grad = 0.0
+        out = b.forward(rows)
+        b.backward(scale=scale)
+        grads = [struct_bits(s.grad) for s in shared]
+        results.append((out.tobytes(), grads, b.input_grads().tobytes(), b.nodes[4]))
+    return results
+
+
+def struct_bits(x):
+    import struct
+    return struct.pack("<d", float(x))      # -0.0 and 0.0 differ
+
+
+def chains():
+    """Sums written as micrograd's Neuron writes them and otherwise: a
+    uniform or a vector start, operands either way round, a vector or a
+    weight in two terms, an inner sum used again (no fusion past it), and
+    sums feeding sums."""
+    x = rgrad.values([0.0, 0.0, 0.0])
+    ws = [Value(v) for v in (0.5, -1.25, 2.0, -0.0, 3.0)]
+    b0 = Value(0.25)
+    n1 = sum((w * xi for w, xi in zip(ws, x)), b0)            # Neuron: b + w1 x1 + ...
+    n2 = sum((xi * w for w, xi in zip(ws[1:], x)), x[0])      # a vector start, x * w
+    n3 = x[1] * ws[2] + x[2] * ws[2]                          # products first, then adds
+    s = ws[3] * x[2] + n1                                     # the sum on the right
+    s = s + ws[4] * x[2]                                      # x[2] in two terms
+    inner = b0 + ws[0] * n1
+    reused = inner + ws[1] * n2                               # inner used twice:
+    out = (reused + ws[2] * inner).relu() * n3 + s.tanh()     # no fusion past it
+    return [out, n1, n2], list(x), ws + [b0]
+
+
+def test_fused_chains_give_the_bits_of_the_ops_one_by_one():
+    rows = np.array([[0.5, -1.0, 2.0], [0.0, -0.0, 0.0], [-0.0, 1e-300, -3.5],
+                     [1e300, -1e300, 7.0], [3.0, 0.125, -0.0]] * 7)
+    fused, plain = run_both(chains, rows, block=16)
+    assert fused[:3] == plain[:3]
+    assert fused[3] < plain[3]          # it did fuse: fewer instructions
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_demo_mlp_gives_the_bits_of_the_ops_one_by_one(threads):
+    def build():
+        model, x, t, score, loss1 = demo()
+        return [loss1, score], [*x, t], model.parameters()
+    rows = moons_rows(1000, seed=3)
+    fused, plain = run_both(build, rows, scale=1 / 1000, threads=threads, block=64)
+    assert fused[:3] == plain[:3]
+    assert fused[3] < plain[3] / 5      # 2 + 2 + 16 + 16 + ... become one each
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases)
+def test_fused_random_graphs_give_the_bits_of_the_ops_one_by_one(case):
+    n_in = case["n_in"]
+    rows = [r[:n_in] for r in case["rows"]]
+
+    def build():
+        shared = [Value(v) for v in case["shared"]]
+        inputs = [Value(0.0) for _ in range(n_in)]
+        o1, o2 = run_program(case["program"], inputs, shared)
+        # and a neuron over the program's outputs, so that every case has a chain
+        n = sum((w * o for w, o in zip(shared, [o1, o2, *inputs])), shared[0])
+        return [n, o1, o2], inputs, shared
+    try:
+        fused, plain = run_both(build, rows, scale=case["scale"])
+    except (ArithmeticError, ValueError):
+        return                               # a row the ops refuse
+    assert fused[:3] == plain[:3]
