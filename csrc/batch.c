@@ -595,6 +595,41 @@ static inline double dot4_put(const double *restrict a, const double *restrict g
     for (int32_t j = i; j < m; j++) g2[j] = (first ? 0.0 : g2[j]) + s * g[j];
     return lanes_total(l, a, g, i, m);
 }
+
+/* dot4_put for two terms that share g (an OP_DOT's), term 1's then term 2's
+   in each row, as two calls would give them (p1 and p2 get the sums): the
+   two sums' chains of additions run side by side, and g is read once. g21
+   may be g22 (one vector in both terms). */
+static inline void dot4_put2(const double *restrict a1, const double *restrict a2,
+                             const double *restrict g, double *g21, double *g22,
+                             int first1, int first2, double s1, double s2, int32_t m,
+                             double *p1, double *p2)
+{
+    lanes4 l1 = { 0.0, 0.0, 0.0, 0.0 }, l2 = l1, x, y, o, zero = l1;
+    lanes4 s14 = { s1, s1, s1, s1 }, s24 = { s2, s2, s2, s2 };
+    int32_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        memcpy(&y, g + i, sizeof y);
+        memcpy(&x, a1 + i, sizeof x);
+        l1 += x * y;
+        if (first1) o = zero;
+        else memcpy(&o, g21 + i, sizeof o);
+        o += s14 * y;
+        memcpy(g21 + i, &o, sizeof o);
+        memcpy(&x, a2 + i, sizeof x);
+        l2 += x * y;
+        if (first2) o = zero;
+        else memcpy(&o, g22 + i, sizeof o);
+        o += s24 * y;
+        memcpy(g22 + i, &o, sizeof o);
+    }
+    for (int32_t j = i; j < m; j++) {
+        g21[j] = (first1 ? 0.0 : g21[j]) + s1 * g[j];
+        g22[j] = (first2 ? 0.0 : g22[j]) + s2 * g[j];
+    }
+    *p1 += lanes_total(l1, a1, g, i, m);
+    *p2 += lanes_total(l2, a2, g, i, m);
+}
 #else
 static inline double sum4(const double *restrict a, int32_t m)
 {
@@ -621,6 +656,15 @@ static inline double dot4_put(const double *restrict a, const double *restrict g
 {
     for (int32_t i = 0; i < m; i++) g2[i] = (first ? 0.0 : g2[i]) + s * g[i];
     return dot4(a, g, m);
+}
+
+static inline void dot4_put2(const double *restrict a1, const double *restrict a2,
+                             const double *restrict g, double *g21, double *g22,
+                             int first1, int first2, double s1, double s2, int32_t m,
+                             double *p1, double *p2)
+{
+    *p1 += dot4_put(a1, g, g21, first1, s1, m);
+    *p2 += dot4_put(a2, g, g22, first2, s2, m);
 }
 #endif
 
@@ -721,15 +765,21 @@ static void bwd_block(const rg_batch *b, const double *restrict D, double *restr
             double *T = G + (int64_t)b->nv * stride;     /* the spare register */
             const term *tm = b->terms + in->t0;
             for (int32_t i = 0; i < m; i++) T[i] = 0.0 + gz[i];
-            for (int32_t t = in->nt - 1; t >= 0; t--) {
-                if (t == 0) {
-                    if (xv) PUT(gx, fx, T[i]);
-                    else P[in->x] += sum4(T, m);
-                }
-                P[tm[t].u] += dot4_put(D + (int64_t)tm[t].v * stride, T,
-                                       G + (int64_t)tm[t].v * stride, tm[t].first,
-                                       u[tm[t].u], m);
-            }
+            int32_t t = in->nt - 1;
+            for (; t >= 2; t -= 2)                      /* M_t, M_(t-1) */
+                dot4_put2(D + (int64_t)tm[t].v * stride, D + (int64_t)tm[t - 1].v * stride,
+                          T, G + (int64_t)tm[t].v * stride, G + (int64_t)tm[t - 1].v * stride,
+                          tm[t].first, tm[t - 1].first, u[tm[t].u], u[tm[t - 1].u], m,
+                          &P[tm[t].u], &P[tm[t - 1].u]);
+            if (t == 1)
+                P[tm[1].u] += dot4_put(D + (int64_t)tm[1].v * stride, T,
+                                       G + (int64_t)tm[1].v * stride, tm[1].first,
+                                       u[tm[1].u], m);
+            if (xv) PUT(gx, fx, T[i]);                  /* A_1's start */
+            else P[in->x] += sum4(T, m);
+            P[tm[0].u] += dot4_put(D + (int64_t)tm[0].v * stride, T,
+                                   G + (int64_t)tm[0].v * stride, tm[0].first,
+                                   u[tm[0].u], m);
             break;
         }
         }

@@ -432,12 +432,21 @@ def chains():
     inner = b0 + ws[0] * n1
     reused = inner + ws[1] * n2                               # inner used twice:
     out = (reused + ws[2] * inner).relu() * n3 + s.tanh()     # no fusion past it
-    return [out, n1, n2], list(x), ws + [b0]
+    # a weight and a vector in several terms: backward takes the terms two at
+    # a time (the last two first), and ws[4]'s sum gets three terms, in order
+    pairs = [(ws[0], x[0]), (ws[0], x[1]), (ws[1], x[0]), (ws[1], x[0]),
+             (ws[4], x[2]), (ws[4], x[1]), (ws[2], x[2]), (ws[4], x[0])]
+    n4 = sum((w * xi for w, xi in pairs), b0)
+    return [out + n4, n1, n2], list(x), ws + [b0]
 
 
-def test_fused_chains_give_the_bits_of_the_ops_one_by_one():
-    rows = np.array([[0.5, -1.0, 2.0], [0.0, -0.0, 0.0], [-0.0, 1e-300, -3.5],
-                     [1e300, -1e300, 7.0], [3.0, 0.125, -0.0]] * 7)
+SPECIAL_ROWS = np.array([[0.5, -1.0, 2.0], [0.0, -0.0, 0.0], [-0.0, 1e-300, -3.5],
+                         [1e300, -1e300, 7.0], [3.0, 0.125, -0.0]] * 7)
+
+
+@pytest.mark.parametrize("rows", [SPECIAL_ROWS, np.random.default_rng(7).normal(size=(37, 3))],
+                         ids=["zeros-and-extremes", "normal"])
+def test_fused_chains_give_the_bits_of_the_ops_one_by_one(rows):
     fused, plain = run_both(chains, rows, block=16)
     assert fused[:3] == plain[:3]
     assert fused[3] < plain[3]          # it did fuse: fewer instructions
