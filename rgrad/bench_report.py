@@ -107,7 +107,8 @@ def report(data):
         "micrograd with Python's cyclic garbage collector disabled around its "
         "timed rounds only",
         "demo step replayed: the step prepared once and rerun (rgrad's graph "
-        "replayed, torch batched tensors, jax.jit, CasADi's SX virtual machine); "
+        "replayed, rgrad.Batch running one sample's graph over the 100 rows, "
+        "torch batched tensors, jax.jit, CasADi's SX virtual machine); "
         "its ratios are against micrograd's EAGER demo step, as micrograd has no "
         "replayed one",
         "rounds RxN: R timed rounds of N calls, timed per call; before each "
