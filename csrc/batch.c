@@ -81,7 +81,9 @@ typedef struct {
 } inst;
 
 /* rg_batch_tune, for tests: fuse_chains 0 compiles without OP_DOT; a
-   fixed_block > 0 sets the rows a block (else sized for L2) */
+   fixed_block > 0 sets the rows a block (else sized for L2). A batch takes
+   both when it is made and keeps them, so that compiling it again (after a
+   compaction) gives the same program. */
 static int fuse_chains = 1;
 static int32_t fixed_block = 0;
 
@@ -102,6 +104,8 @@ struct rg_batch {
     inst *vprog, *uprog;
     int32_t nvprog, nuprog;
     term *terms;                     /* OP_DOT's terms */
+    int fuse;                        /* fuse_chains, fixed_block as it was made */
+    int32_t fixed_block;
     int32_t *in_reg;                 /* input j -> vector register */
     int32_t *out_reg;                /* output k -> register, kind in out_kind */
     uint8_t *out_kind;
@@ -221,7 +225,7 @@ static int fuse(rg_batch *b, int32_t *nv)
     for (int32_t k = 0; k < n;) {
         uint8_t sk = UNI;
         int32_t start = -1;
-        int32_t t = fuse_chains ? chain_at(b, k, uses, &sk, &start) : 0;
+        int32_t t = b->fuse ? chain_at(b, k, uses, &sk, &start) : 0;
         if (t < 2) {
             b->vprog[w++] = b->vprog[k++];
             continue;
@@ -262,7 +266,7 @@ void rg_batch_tune(int fuse, int32_t block)
 {
     rg_mutex_lock(&A.lock);
     fuse_chains = fuse;
-    fixed_block = block > 0 ? (block + 7) & ~7 : 0;
+    fixed_block = block <= 0 ? 0 : block > 4096 ? 4096 : (block + 7) & ~7;
     rg_mutex_unlock(&A.lock);
 }
 
@@ -414,7 +418,7 @@ static int compile(rg_batch *b)
     b->nvprog = nvp; b->nuprog = nup;
     int64_t blk = L2_BYTES / ((int64_t)(nv ? nv : 1) * 16);
     blk = blk < 16 ? 16 : blk > 256 ? 256 : blk;
-    b->block = fixed_block ? fixed_block : (int32_t)(blk & ~7);
+    b->block = b->fixed_block ? b->fixed_block : (int32_t)(blk & ~7);
     b->gen = A.collections;
     b->edits = A.edits;
     b->compiled = 1;
@@ -428,9 +432,10 @@ out:
 static int ready(rg_batch *b)
 {
     if (b->compiled && b->gen == A.collections && b->edits == A.edits) return RG_OK;
-    int32_t old_nv = b->nv, old_nu = b->nu, was = b->compiled;
+    int32_t old_nv = b->nv, old_nu = b->nu, old_block = b->block, was = b->compiled;
     int rc = compile(b);
-    if (rc != RG_OK || (was && (b->nv != old_nv || b->nu != old_nu))) drop_run(b);
+    if (rc != RG_OK || (was && (b->nv != old_nv || b->nu != old_nu || b->block != old_block)))
+        drop_run(b);
     return rc;
 }
 
@@ -518,6 +523,9 @@ static int fwd_block(const rg_batch *b, double *restrict D, int32_t stride, int3
             for (int32_t i = 0; i < m; i++) z[i] = x[i] == 0.0 ? 0.0 : log(x[i]);
             break;
         case OP_DOT: {                   /* ((start + w1 x1) + w2 x2) + ... */
+            /* + and * are commutative in IEEE arithmetic, so the operands'
+               order is not kept (nor, where two NaNs meet, is it in the ops
+               one by one: which NaN's payload comes out is the compiler's) */
             const term *tm = b->terms + in->t0;
             const double *v = D + (int64_t)tm[0].v * stride;
             double w = u[tm[0].u];
@@ -574,23 +582,30 @@ static inline double dot4(const double *restrict a, const double *restrict g, in
     }
     return lanes_total(l, a, g, i, m);
 }
+/* One term of dot4_put, rows i .. i + 3: its lanes l += a * y, and
+   g2 = (first ? 0 : g2) + s * y, where y is g's four rows. */
+static inline void put4(lanes4 *l, const double *a, lanes4 y, double *g2, int first,
+                        lanes4 s, int32_t i)
+{
+    lanes4 x, o = { 0.0, 0.0, 0.0, 0.0 };
+    memcpy(&x, a + i, sizeof x);
+    *l += x * y;
+    if (!first) memcpy(&o, g2 + i, sizeof o);
+    o += s * y;
+    memcpy(g2 + i, &o, sizeof o);
+}
+
 /* P += the four-lane sum of a[i] * g[i] (as dot4), while g2[i] gets s * g[i]
    (stored where first, else added): one pass over g for `s * a` with s
    uniform, which passes both. */
 static inline double dot4_put(const double *restrict a, const double *restrict g,
                               double *g2, int first, double s, int32_t m)
 {
-    lanes4 l = { 0.0, 0.0, 0.0, 0.0 }, x, y, o, zero = { 0.0, 0.0, 0.0, 0.0 };
-    lanes4 s4 = { s, s, s, s };
+    lanes4 l = { 0.0, 0.0, 0.0, 0.0 }, y, s4 = { s, s, s, s };
     int32_t i = 0;
     for (; i + 4 <= m; i += 4) {
-        memcpy(&x, a + i, sizeof x);
         memcpy(&y, g + i, sizeof y);
-        l += x * y;
-        if (first) o = zero;
-        else memcpy(&o, g2 + i, sizeof o);
-        o += s4 * y;
-        memcpy(g2 + i, &o, sizeof o);
+        put4(&l, a, y, g2, first, s4, i);
     }
     for (int32_t j = i; j < m; j++) g2[j] = (first ? 0.0 : g2[j]) + s * g[j];
     return lanes_total(l, a, g, i, m);
@@ -605,23 +620,13 @@ static inline void dot4_put2(const double *restrict a1, const double *restrict a
                              int first1, int first2, double s1, double s2, int32_t m,
                              double *p1, double *p2)
 {
-    lanes4 l1 = { 0.0, 0.0, 0.0, 0.0 }, l2 = l1, x, y, o, zero = l1;
+    lanes4 l1 = { 0.0, 0.0, 0.0, 0.0 }, l2 = l1, y;
     lanes4 s14 = { s1, s1, s1, s1 }, s24 = { s2, s2, s2, s2 };
     int32_t i = 0;
     for (; i + 4 <= m; i += 4) {
         memcpy(&y, g + i, sizeof y);
-        memcpy(&x, a1 + i, sizeof x);
-        l1 += x * y;
-        if (first1) o = zero;
-        else memcpy(&o, g21 + i, sizeof o);
-        o += s14 * y;
-        memcpy(g21 + i, &o, sizeof o);
-        memcpy(&x, a2 + i, sizeof x);
-        l2 += x * y;
-        if (first2) o = zero;
-        else memcpy(&o, g22 + i, sizeof o);
-        o += s24 * y;
-        memcpy(g22 + i, &o, sizeof o);
+        put4(&l1, a1, y, g21, first1, s14, i);
+        put4(&l2, a2, y, g22, first2, s24, i);
     }
     for (int32_t j = i; j < m; j++) {
         g21[j] = (first1 ? 0.0 : g21[j]) + s1 * g[j];
@@ -934,6 +939,8 @@ int rg_batch_new(const int32_t *outs, int32_t nout, const int32_t *ins, int32_t 
     memcpy(b->out_h, outs, (size_t)nout * sizeof *outs);
     if (nin) memcpy(b->in_h, ins, (size_t)nin * sizeof *ins);
     rg_mutex_lock(&A.lock);
+    b->fuse = fuse_chains;
+    b->fixed_block = fixed_block;
     int rc = compile(b);
     rg_mutex_unlock(&A.lock);
     if (rc != RG_OK) { rg_batch_free(b); return rc; }

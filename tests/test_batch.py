@@ -437,7 +437,11 @@ def chains():
     pairs = [(ws[0], x[0]), (ws[0], x[1]), (ws[1], x[0]), (ws[1], x[0]),
              (ws[4], x[2]), (ws[4], x[1]), (ws[2], x[2]), (ws[4], x[0])]
     n4 = sum((w * xi for w, xi in pairs), b0)
-    return [out + n4, n1, n2], list(x), ws + [b0]
+    s0 = x[0].tanh()                                          # a vector start that only
+    n5 = s0 + ws[0] * x[1] + ws[1] * x[2]                     # the chain reads
+    part = b0 + ws[2] * x[0] + ws[4] * x[1]                   # an inner sum that is an
+    n6 = part + ws[1] * x[2] + ws[0] * x[0]                   # output too
+    return [out + n4 + n5 * n6, n1, n2, part], list(x), ws + [b0]
 
 
 SPECIAL_ROWS = np.array([[0.5, -1.0, 2.0], [0.0, -0.0, 0.0], [-0.0, 1e-300, -3.5],
@@ -457,8 +461,8 @@ def test_fused_demo_mlp_gives_the_bits_of_the_ops_one_by_one(threads):
     def build():
         model, x, t, score, loss1 = demo()
         return [loss1, score], [*x, t], model.parameters()
-    rows = moons_rows(1000, seed=3)
-    fused, plain = run_both(build, rows, scale=1 / 1000, threads=threads, block=64)
+    rows = moons_rows(12_000, seed=3)   # enough rows a thread for a second one to run
+    fused, plain = run_both(build, rows, scale=1 / 12_000, threads=threads, block=64)
     assert fused[:3] == plain[:3]
     assert fused[3] < plain[3] / 5      # 2 + 2 + 16 + 16 + ... become one each
 
@@ -473,11 +477,41 @@ def test_fused_random_graphs_give_the_bits_of_the_ops_one_by_one(case):
         shared = [Value(v) for v in case["shared"]]
         inputs = [Value(0.0) for _ in range(n_in)]
         o1, o2 = run_program(case["program"], inputs, shared)
-        # and a neuron over the program's outputs, so that every case has a chain
-        n = sum((w * o for w, o in zip(shared, [o1, o2, *inputs])), shared[0])
-        return [n, o1, o2], inputs, shared
+        # and a neuron over the inputs started at the program's output, and
+        # one over the program's outputs: every case has a chain to fuse
+        ws = shared * 4
+        n = sum((w * v for w, v in zip(ws, inputs * 2)), o1)
+        n2 = sum((w * o for w, o in zip(ws[1:], [o1, o2, n])), o2)
+        return [n + n2, o1, o2], inputs, shared
     try:
         fused, plain = run_both(build, rows, scale=case["scale"])
     except (ArithmeticError, ValueError):
         return                               # a row the ops refuse
     assert fused[:3] == plain[:3]
+    assert fused[3] < plain[3]
+
+
+def test_a_batch_keeps_its_block_and_fusion_through_a_compaction():
+    # rg_batch_tune's settings are the batch's from when it was made: a
+    # compaction between forward and backward compiles it again the same way
+    from rgrad._rgrad import lib
+    rows = np.random.default_rng(0).normal(size=(1000, 3))
+
+    def run(collect):
+        x = rgrad.values([0.0] * 3)
+        ws = [Value(v) for v in (0.5, -1.25, 2.0)]
+        out = sum((w * xi for w, xi in zip(ws, x)), Value(0.1)).tanh()
+        junk = [Value(1.0) * 2 for _ in range(10)]      # something to compact away
+        del junk
+        lib.rg_batch_tune(1, 48)
+        try:
+            b = Batch([out], x, threads=1)
+        finally:
+            lib.rg_batch_tune(1, 0)
+        b.forward(rows)
+        if collect:
+            rgrad.collect()
+        b.backward()
+        return [w.grad for w in ws], b.input_grads().tobytes(), b.nodes[3]
+    assert run(False) == run(True)
+    assert run(True)[2] == 48
