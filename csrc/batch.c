@@ -750,10 +750,10 @@ static void bwd_block(const rg_batch *b, const double *restrict D, double *restr
         case RG_RELU: PUT(gx, fx, (z[i] > 0.0 ? 1.0 : 0.0) * gz[i]); break;
         case RG_POW:
         case RG_POWU: PUT(gx, fx, (c * pow(x[i], c - 1.0)) * gz[i]); break;
-        case RG_LNZ: PUT(gx, fx, gz[i] / x[i]); break;
         case RG_TANH: PUT(gx, fx, (1.0 - z[i] * z[i]) * gz[i]); break;
         case RG_EXP: PUT(gx, fx, z[i] * gz[i]); break;
-        case RG_LOG: PUT(gx, fx, gz[i] / x[i]); break;
+        case RG_LOG:
+        case RG_LNZ: PUT(gx, fx, gz[i] / x[i]); break;
         case RG_SIGMOID: PUT(gx, fx, z[i] * (1.0 - z[i]) * gz[i]); break;
         case RG_SOFTPLUS: PUT(gx, fx, bsigmoid(x[i]) * gz[i]); break;
         case RG_RPOWC:
@@ -770,21 +770,21 @@ static void bwd_block(const rg_batch *b, const double *restrict D, double *restr
             double *T = G + (int64_t)b->nv * stride;     /* the spare register */
             const term *tm = b->terms + in->t0;
             for (int32_t i = 0; i < m; i++) T[i] = 0.0 + gz[i];
+/* term j's vector's data and grad */
+#define TD(j) (D + (int64_t)tm[j].v * stride)
+#define TG(j) (G + (int64_t)tm[j].v * stride)
             int32_t t = in->nt - 1;
             for (; t >= 2; t -= 2)                      /* M_t, M_(t-1) */
-                dot4_put2(D + (int64_t)tm[t].v * stride, D + (int64_t)tm[t - 1].v * stride,
-                          T, G + (int64_t)tm[t].v * stride, G + (int64_t)tm[t - 1].v * stride,
-                          tm[t].first, tm[t - 1].first, u[tm[t].u], u[tm[t - 1].u], m,
+                dot4_put2(TD(t), TD(t - 1), T, TG(t), TG(t - 1), tm[t].first,
+                          tm[t - 1].first, u[tm[t].u], u[tm[t - 1].u], m,
                           &P[tm[t].u], &P[tm[t - 1].u]);
             if (t == 1)
-                P[tm[1].u] += dot4_put(D + (int64_t)tm[1].v * stride, T,
-                                       G + (int64_t)tm[1].v * stride, tm[1].first,
-                                       u[tm[1].u], m);
+                P[tm[1].u] += dot4_put(TD(1), T, TG(1), tm[1].first, u[tm[1].u], m);
             if (xv) PUT(gx, fx, T[i]);                  /* A_1's start */
             else P[in->x] += sum4(T, m);
-            P[tm[0].u] += dot4_put(D + (int64_t)tm[0].v * stride, T,
-                                   G + (int64_t)tm[0].v * stride, tm[0].first,
-                                   u[tm[0].u], m);
+            P[tm[0].u] += dot4_put(TD(0), T, TG(0), tm[0].first, u[tm[0].u], m);
+#undef TD
+#undef TG
             break;
         }
         }

@@ -90,9 +90,17 @@ static double sigmoid(double x)
    In backward, share(z, k) is the mask that each child ANDs into its flags:
    what z passes on is an int iff z's grad is one and k's F_IGRAD bit is set
    (micrograd's grad stays an int only while every contribution is one). */
+/* Whether an int micrograd would hold as v is one a double holds exactly
+   (below 2**53 in size): past that, an int rgrad computed or was given has
+   been rounded, and it is a float from then on. NaN is none. */
+static inline int exact_int(double v)
+{
+    return fabs(v) < 0x1p53;
+}
+
 static inline void idata(rg_node *z, unsigned k)
 {
-    if ((k & F_IDATA) && !(fabs(z->data) < 0x1p53)) k = 0;   /* rounded: a float now */
+    if ((k & F_IDATA) && !exact_int(z->data)) k = 0;   /* rounded: a float now */
     z->flags = (uint8_t)((z->flags & ~(unsigned)F_IDATA) | F_IGRAD | (k & F_IDATA));
 }
 
@@ -176,6 +184,13 @@ RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
             x->grad += -dz; x->flags &= share(z, ALL);
         }
         return RG_OK;
+    case RG_POWU:   /* z = x ** c, unchecked (in gradient graphs); backward as RG_POW's */
+        if (dir == FWD) {
+            z->data = pow(x->data, c);
+            idata(z, NONE);
+            return RG_OK;
+        }
+        /* fall through */
     case RG_POW:    /* z = x ** c;  dx += (c x**(c-1)) dz */
         if (dir == FWD) {       /* an int ** an int >= 0 is an int in Python */
             rc = pow_checked(x->data, c, &z->data);
@@ -183,7 +198,8 @@ RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
             return rc;
         }
         x->grad += (c * pow(x->data, c - 1.0)) * dz;
-        x->flags &= share(z, c >= 1.0 ? DATA_AS_GRAD(x) & ARG_AS_GRAD(z) : NONE);
+        x->flags &= share(z, z->op == RG_POW && c >= 1.0 ? DATA_AS_GRAD(x) & ARG_AS_GRAD(z)
+                                                         : NONE);
         return RG_OK;
     case RG_RELU:   /* z = x < 0 ? 0 : x;  dx += [z > 0] dz */
         if (dir == FWD) {       /* micrograd's 0 is an int */
@@ -210,6 +226,13 @@ RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
             x->grad += z->data * dz; x->flags &= share(z, NONE);
         }
         return RG_OK;
+    case RG_LNZ:    /* z = ln x, 0 at 0 (unchecked: NaN below); backward as RG_LOG's */
+        if (dir == FWD) {
+            z->data = x->data == 0.0 ? 0.0 : log(x->data);
+            idata(z, NONE);
+            return RG_OK;
+        }
+        /* fall through */
     case RG_LOG:    /* z = ln x;  dx += dz / x */
         if (dir == FWD) {
             if (x->data <= 0.0) return RG_EDOMAIN;
@@ -235,6 +258,13 @@ RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
             x->grad += sigmoid(x->data) * dz; x->flags &= share(z, NONE);
         }
         return RG_OK;
+    case RG_POWVU:  /* z = x ** y, unchecked (in gradient graphs); backward as RG_POWV's */
+        if (dir == FWD) {
+            z->data = pow(x->data, y->data);
+            idata(z, NONE);
+            return RG_OK;
+        }
+        /* fall through */
     case RG_POWV:   /* z = x ** y;  dx += (y x**(y-1)) dz,  dy += (z ln x) dz */
         if (dir == FWD) {
             rc = pow_checked(x->data, y->data, &z->data);
@@ -242,40 +272,12 @@ RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
             return rc;
         }
         x->grad += (y->data * pow(x->data, y->data - 1.0)) * dz;
-        x->flags &= share(z, y->data >= 1.0 ? DATA_AS_GRAD(x) & DATA_AS_GRAD(y) : NONE);
+        x->flags &= share(z, z->op == RG_POWV && y->data >= 1.0
+                                 ? DATA_AS_GRAD(x) & DATA_AS_GRAD(y) : NONE);
         /* 0 ** y for y >= 0 has no slope in y that log could give: 0, as in PyTorch */
         if (!(x->data == 0.0 && y->data >= 0.0)) {
             y->grad += (z->data * log(x->data)) * dz;
             y->flags &= share(z, NONE);
-        }
-        return RG_OK;
-    case RG_POWU:   /* z = x ** c, unchecked;  dx += (c x**(c-1)) dz */
-        if (dir == FWD) {
-            z->data = pow(x->data, c);
-            idata(z, NONE);
-        } else {
-            x->grad += (c * pow(x->data, c - 1.0)) * dz; x->flags &= share(z, NONE);
-        }
-        return RG_OK;
-    case RG_POWVU:  /* z = x ** y, unchecked;  as RG_POWV */
-        if (dir == FWD) {
-            z->data = pow(x->data, y->data);
-            idata(z, NONE);
-            return RG_OK;
-        }
-        x->grad += (y->data * pow(x->data, y->data - 1.0)) * dz;
-        x->flags &= share(z, NONE);
-        if (!(x->data == 0.0 && y->data >= 0.0)) {
-            y->grad += (z->data * log(x->data)) * dz;
-            y->flags &= share(z, NONE);
-        }
-        return RG_OK;
-    case RG_LNZ:    /* z = ln x, 0 at 0 (unchecked: NaN below);  dx += dz / x */
-        if (dir == FWD) {
-            z->data = x->data == 0.0 ? 0.0 : log(x->data);
-            idata(z, NONE);
-        } else {
-            x->grad += dz / x->data; x->flags &= share(z, NONE);
         }
         return RG_OK;
     case RG_STEP:   /* z = [x > 0] (relu's derivative);  its own derivative is 0 */
@@ -516,7 +518,7 @@ int push_node(int op, int32_t a, int32_t b, double arg)
 int push_node_k(int op, int32_t a, int32_t b, double arg, uint8_t kind)
 {
     rg_node *z = &A.nodes[A.n];
-    if ((kind & F_IDATA) && !(fabs(arg) < 0x1p53)) kind &= (uint8_t)~F_IDATA;   /* as idata */
+    if ((kind & F_IDATA) && !exact_int(arg)) kind &= (uint8_t)~F_IDATA;   /* as idata */
     *z = (rg_node){ .data = arg, .grad = 0.0, .arg = arg, .a = a, .b = b,
                     .id_lo = (uint32_t)A.next_id, .id_hi = (uint16_t)(A.next_id >> 32),
                     .op = (uint8_t)op, .flags = (uint8_t)(kind | F_IGRAD) };
@@ -1037,7 +1039,7 @@ static int set(int32_t h, size_t field, double v, uint8_t bit, int isint)
     if (i >= 0) {
         rg_node *z = &A.nodes[i];
         memcpy((char *)z + field, &v, sizeof v);
-        isint = isint && fabs(v) < 0x1p53;      /* an int a double holds exactly */
+        isint = isint && exact_int(v);
         z->flags = (uint8_t)((z->flags & ~bit) | (isint ? bit : 0));
     }
     rg_mutex_unlock(&A.lock);
@@ -1067,7 +1069,7 @@ int rg_isint(int32_t h, int which)
     if (i >= 0) {
         const rg_node *z = &A.nodes[i];
         double v = which == RG_GRAD ? z->grad : z->data;
-        r = (z->flags & (which == RG_GRAD ? F_IGRAD : F_IDATA)) && fabs(v) < 0x1p53 &&
+        r = (z->flags & (which == RG_GRAD ? F_IGRAD : F_IDATA)) && exact_int(v) &&
             v == floor(v);
     }
     rg_mutex_unlock(&A.lock);

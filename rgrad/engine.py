@@ -115,16 +115,20 @@ def set_max_nodes(n):
     _check(lib.rg_set_max_nodes(min(int(n), 2**31 - 1)))
 
 
+def _numpy_bool(x):
+    """Whether x is numpy's bool, which is neither a numbers.Real nor a
+    numbers.Integral (unlike bool), yet a number micrograd holds as an int."""
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(x, np.bool_)
+
+
 def _real(x):
     """x as a float for the arena, or None if x is not a real number.
     Raises OverflowError where float(x) does (an int past 1e308)."""
     t = type(x)
     if t is float:
         return x
-    if t is int or isinstance(x, numbers.Real):
-        return float(x)
-    np = sys.modules.get("numpy")      # numpy's bool is no numbers.Real, unlike bool
-    if np is not None and isinstance(x, np.bool_):
+    if t is int or isinstance(x, numbers.Real) or _numpy_bool(x):
         return float(x)
     return None
 
@@ -137,8 +141,7 @@ def _isint(x):
         return True
     if t is float:
         return False
-    np = sys.modules.get("numpy")      # numpy's bool is no numbers.Integral
-    return isinstance(x, numbers.Integral) or (np is not None and isinstance(x, np.bool_))
+    return isinstance(x, numbers.Integral) or _numpy_bool(x)
 
 
 _new = object.__new__
