@@ -50,6 +50,10 @@ _RG_COLLECT = lib.RG_COLLECT
 _reg = _c._reg
 _free = _c._free
 _more_slots = _c.more_slots
+# the calls of the getters, setters and leaves, as globals: looking a name up
+# on `lib` costs as much as the call itself
+_rg_data, _rg_grad, _rg_valid, _rg_isint = lib.rg_data, lib.rg_grad, lib.rg_valid, lib.rg_isint
+_rg_set_data, _rg_set_grad, _rg_leaf = lib.rg_set_data, lib.rg_set_grad, lib.rg_leaf
 
 
 def _error(code):
@@ -242,6 +246,9 @@ class Value:
     __slots__ = ("_s", "__dict__")
 
     def __init__(self, data, _children=(), _op="", label=""):
+        if type(data) is float and not _children and not _op and not label:
+            _make_leaf(self, data)          # the common case, cheaply
+            return
         x = _number(data)
         if _children:        # an op defined in Python: data computed there
             kids = tuple(_children)
@@ -356,10 +363,10 @@ class Value:
     @property
     def data(self):
         s = self._s
-        x = lib.rg_data(s)
-        if x != x and not lib.rg_valid(s):
+        x = _rg_data(s)
+        if x != x and not _rg_valid(s):
             raise _error(lib.RG_EHANDLE)
-        if x.is_integer() and lib.rg_isint(s, _RG_DATA):
+        if x.is_integer() and _rg_isint(s, _RG_DATA):
             return int(x)
         return x
 
@@ -370,29 +377,37 @@ class Value:
         except AttributeError:      # a subclass's own __init__ making a leaf
             _make_leaf(self, _number(x), _isint(x))
             return
-        if type(x) is float:        # the common case, cheaply
-            rc = lib.rg_set_data(s, x, 0)
+        if type(x) is float:        # the common cases, cheaply
+            rc = _rg_set_data(s, x, 0)
+        elif type(x) is int:        # (float() raises as _number would)
+            rc = _rg_set_data(s, float(x), 1)
         else:
-            rc = lib.rg_set_data(s, _number(x), _isint(x))
+            rc = _rg_set_data(s, _number(x), _isint(x))
         if rc:
             _check(rc)
 
     @property
     def grad(self):
         s = self._s
-        x = lib.rg_grad(s)
-        if x != x and not lib.rg_valid(s):
+        x = _rg_grad(s)
+        if x != x and not _rg_valid(s):
             raise _error(lib.RG_EHANDLE)
-        if x.is_integer() and lib.rg_isint(s, _RG_GRAD):
+        if x.is_integer() and _rg_isint(s, _RG_GRAD):
             return int(x)
         return x
 
     @grad.setter
     def grad(self, x):
+        try:
+            s = self._s
+        except AttributeError:
+            s = _handle(self)
         if type(x) is float:
-            rc = lib.rg_set_grad(_handle(self), x, 0)
+            rc = _rg_set_grad(s, x, 0)
+        elif type(x) is int:
+            rc = _rg_set_grad(s, float(x), 1)
         else:
-            rc = lib.rg_set_grad(_handle(self), _number(x), _isint(x))
+            rc = _rg_set_grad(s, _number(x), _isint(x))
         if rc:
             _check(rc)
 
@@ -499,10 +514,15 @@ def _restore(cls, data, grad, label, op, state):
 def _make_leaf(obj, x, isint=False):
     """Makes obj, which holds no handle yet, a leaf holding x (an int in
     micrograd if isint)."""
-    s = _c.take(obj)
-    rc = lib.rg_leaf(s, x, isint)
+    while not _free:
+        _more_slots()
+    s = _free[-1]           # as the operators take a slot (see _binary)
+    del _free[-1]
+    obj._s = s
+    _reg[s] = obj
+    rc = _rg_leaf(s, x, isint)
     if rc:
-        _made(rc, lib.rg_leaf, s, x, isint)
+        _made(rc, _rg_leaf, s, x, isint)
     return s
 
 

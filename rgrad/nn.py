@@ -32,9 +32,19 @@ class _ParamList(list):
 class Module:
 
     def zero_grad(self) -> None:
-        """Set the grad of every parameter to zero."""
-        for p in self.parameters():
-            p.grad = 0        # micrograd's int 0
+        """Set the grad of every parameter to zero (micrograd's int 0): in one
+        C call when all of them are plain Values."""
+        ps = self.parameters()
+        if type(ps) is list and set(map(type, ps)) == _PLAIN:
+            try:
+                hs = ffi.new("int32_t[]", [p._s for p in ps])
+            except AttributeError:          # a Value never given a handle
+                hs = None
+            if hs is not None and lib.rg_set_many(hs, len(ps), lib.RG_GRAD,
+                                                  ffi.NULL) == lib.RG_OK:
+                return
+        for p in ps:          # (a refused handle raises here, at its parameter)
+            p.grad = 0
 
     def parameters(self) -> list[Value]:
         return []
@@ -153,6 +163,7 @@ class MLP(Module):
 
 
 _SEQUENCES = (list, tuple, _ParamList)
+_PLAIN = {Value}
 _flat = itertools.chain.from_iterable
 _NEURON_CALL = Neuron.__call__
 _LAYER_CALL = Layer.__call__

@@ -62,7 +62,40 @@ def test_zero_grad_zeroes_parameters_only():
     y.backward()
     model.zero_grad()
     assert all(p.grad == 0.0 for p in model.parameters())
+    assert {type(p.grad) for p in model.parameters()} == {int}     # micrograd's 0
     assert x.grad != 0.0 and y.grad == 1.0
+
+
+def test_zero_grad_sets_each_parameter_that_is_not_a_plain_value_itself():
+    """zero_grad sets all grads in one C call only when every parameter is a
+    plain Value; otherwise each `p.grad = 0` runs, as micrograd's loop does."""
+    seen = []
+
+    class Traced(Value):
+        @property
+        def grad(self):
+            return Value.grad.fget(self)
+
+        @grad.setter
+        def grad(self, g):
+            seen.append(g)
+            Value.grad.fset(self, g)
+
+    class Model(rnn.Module):
+        def __init__(self, params):
+            self.params = params
+
+        def parameters(self):
+            return self.params
+
+    a, b = Value(1.0), Traced(2.0)
+    (a * b).backward()
+    Model([a, b]).zero_grad()
+    assert (a.grad, b.grad, seen) == (0, 0, [0])
+    c = Value(3.0)
+    (c * c).backward()
+    Model(p for p in [c]).zero_grad()                 # a generator, read once
+    assert c.grad == 0 and type(c.grad) is int
 
 
 def _demo_loop(V, MLP, steps=100, samples=100, after_step=lambda: None):

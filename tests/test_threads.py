@@ -279,3 +279,40 @@ def test_threads_reading_prev_while_others_collect_see_each_node_as_one_object()
     stop.set()
     c.join()
     assert not errors
+
+
+def test_a_long_call_lets_other_threads_run_while_it_works():
+    """Calls whose work grows with a batch, a graph or a parameter list
+    release the GIL (csrc/gil.h); calls on one node keep it. A thread woken
+    just before a long batched forward reads the forward's output buffer: it
+    can see the last row not yet written only if it ran while C worked. (If
+    the call kept the GIL, the thread could run only after it returned, and
+    would always find the row written.)"""
+    np = pytest.importorskip("numpy")
+    from rgrad._rgrad import ffi, lib
+    x = Value(0.0)
+    y = x
+    for k in range(40):
+        y = (y * 0.5 + k).relu()
+    batch = rgrad.Batch([y], inputs=[x], threads=1)
+    n = 2_000_000
+    rows = np.linspace(-1.0, 1.0, n).reshape(n, 1)
+    seen = []
+    for _ in range(3):              # a busy machine may wake the thread late
+        out = np.full((n, 1), np.nan)
+        go = threading.Event()
+
+        def look():
+            go.wait()
+            seen.append(math.isnan(out[-1, 0]))
+
+        t = threading.Thread(target=look)
+        t.start()
+        go.set()
+        rc = lib.rg_batch_forward(batch._b, ffi.from_buffer("double[]", rows), n,
+                                  ffi.from_buffer("double[]", out), 1)
+        t.join(JOIN_TIMEOUT)
+        assert rc == lib.RG_OK and not math.isnan(out[-1, 0])
+        if seen[-1]:
+            break
+    assert seen[-1], "the other thread ran only after the call returned"

@@ -1,0 +1,100 @@
+/* gil.h: which calls let other Python threads run. Included by the cffi
+   module's preamble only (build_ffi.py), where Python.h is in scope; the core
+   itself knows nothing of Python.
+
+   cffi's wrapper around each C function releases the GIL for the call and
+   takes it back after: two trips through the GIL's mutex and condition
+   variable, about as much as the rest of a one-node call (an operator, a
+   getter). Calls that touch one node, or read Python objects (rg_sweep,
+   rg_probe, rg_list_item: they should hold it), keep the GIL. Calls whose
+   work grows with a graph, a batch or a list of parameters release it, as
+   every call did before: each gets a wrapper that releases it around the
+   call, and its name is defined to the wrapper's, so that cffi's code calls
+   that.
+
+   No call that keeps the GIL can deadlock with one that released it: the
+   core's own lock (A.lock) is never held while waiting for the GIL. If a
+   later cffi spelled its wrappers differently, the cost would come back, not
+   a fault: the redefinitions below would then simply go unused. */
+
+#define RG_RELEASING(name, params, args)              \
+    static int name##_releasing params                 \
+    {                                                  \
+        int rc;                                        \
+        Py_BEGIN_ALLOW_THREADS                         \
+        rc = name args;                                \
+        Py_END_ALLOW_THREADS                           \
+        return rc;                                     \
+    }
+
+RG_RELEASING(rg_leaves, (const double *xs, int32_t n, const int32_t *hs), (xs, n, hs))
+RG_RELEASING(rg_layer, (const int32_t *w, const int32_t *b, const int32_t *x, const double *xc,
+                        const uint8_t *xint, int32_t nin, int32_t nout, int relu,
+                        const int32_t *out),
+             (w, b, x, xc, xint, nin, nout, relu, out))
+RG_RELEASING(rg_mlp, (const int32_t *w, const int32_t *b, const int32_t *sizes, int32_t nlayers,
+                      const uint8_t *relu, const int32_t *x, const double *xc,
+                      const uint8_t *xint, const int32_t *out),
+             (w, b, sizes, nlayers, relu, x, xc, xint, out))
+RG_RELEASING(rg_backward, (int32_t root), (root))
+RG_RELEASING(rg_forward, (int32_t root), (root))
+RG_RELEASING(rg_get_many, (const int32_t *hs, int32_t n, int which, double *out),
+             (hs, n, which, out))
+RG_RELEASING(rg_set_many, (const int32_t *hs, int32_t n, int which, const double *xs),
+             (hs, n, which, xs))
+RG_RELEASING(rg_sgd_step, (const int32_t *params, int32_t n, double lr, double momentum,
+                           double weight_decay, double *velocity, int first),
+             (params, n, lr, momentum, weight_decay, velocity, first))
+RG_RELEASING(rg_adam_step, (const int32_t *params, int32_t n, double lr, double beta1,
+                            double beta2, double eps, double weight_decay, int64_t step,
+                            double *m, double *v),
+             (params, n, lr, beta1, beta2, eps, weight_decay, step, m, v))
+RG_RELEASING(rg_reached, (int32_t root, const int32_t *hs, int32_t n, uint8_t *out),
+             (root, hs, n, out))
+RG_RELEASING(rg_tape, (int32_t root, int32_t *out, int32_t cap), (root, out, cap))
+RG_RELEASING(rg_run, (const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t *id),
+             (tape, n, pos, backward, id))
+RG_RELEASING(rg_collect, (const int32_t *dead, int32_t n, const int32_t *weak, int32_t m,
+                          int force),
+             (dead, n, weak, m, force))
+RG_RELEASING(rg_batch_new, (const int32_t *outs, int32_t nout, const int32_t *ins, int32_t nin,
+                            rg_batch **made),
+             (outs, nout, ins, nin, made))
+RG_RELEASING(rg_batch_forward, (rg_batch *b, const double *rows, int64_t n, double *out,
+                                int threads),
+             (b, rows, n, out, threads))
+RG_RELEASING(rg_batch_backward, (rg_batch *b, double scale, int threads), (b, scale, threads))
+RG_RELEASING(rg_batch_input_grads, (rg_batch *b, double *out, int64_t rows), (b, out, rows))
+RG_RELEASING(rg_grad_values, (const int32_t *outs, int32_t nout, const double *seeds,
+                              const int32_t *ins, int32_t nin, double *result),
+             (outs, nout, seeds, ins, nin, result))
+RG_RELEASING(rg_grad_graph, (const int32_t *outs, int32_t nout, const int32_t *seeds,
+                             const int32_t *ins, int32_t nin, const int32_t *out_h),
+             (outs, nout, seeds, ins, nin, out_h))
+
+#define rg_leaves rg_leaves_releasing
+#define rg_layer rg_layer_releasing
+#define rg_mlp rg_mlp_releasing
+#define rg_backward rg_backward_releasing
+#define rg_forward rg_forward_releasing
+#define rg_get_many rg_get_many_releasing
+#define rg_set_many rg_set_many_releasing
+#define rg_sgd_step rg_sgd_step_releasing
+#define rg_adam_step rg_adam_step_releasing
+#define rg_reached rg_reached_releasing
+#define rg_tape rg_tape_releasing
+#define rg_run rg_run_releasing
+#define rg_collect rg_collect_releasing
+#define rg_batch_new rg_batch_new_releasing
+#define rg_batch_forward rg_batch_forward_releasing
+#define rg_batch_backward rg_batch_backward_releasing
+#define rg_batch_input_grads rg_batch_input_grads_releasing
+#define rg_grad_values rg_grad_values_releasing
+#define rg_grad_graph rg_grad_graph_releasing
+
+/* Every other call keeps the GIL: cffi's wrappers spell the release with
+   these two macros. */
+#undef Py_BEGIN_ALLOW_THREADS
+#undef Py_END_ALLOW_THREADS
+#define Py_BEGIN_ALLOW_THREADS {
+#define Py_END_ALLOW_THREADS }
