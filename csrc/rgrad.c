@@ -514,8 +514,10 @@ int push_node(int op, int32_t a, int32_t b, double arg)
 
 /* push_node, with the int bits (arena.h) of what Python gave: F_IDATA for a
    leaf's or a Python op's data, F_IARG for a constant operand. Its grad, 0,
-   starts as an int, as micrograd's does. */
-int push_node_k(int op, int32_t a, int32_t b, double arg, uint8_t kind)
+   starts as an int, as micrograd's does. push_node_k is this, called;
+   build_layer inlines it with a constant op, so that step()'s switch folds
+   away (less than half the instructions a node). */
+RG_ALWAYS_INLINE int push_inline(int op, int32_t a, int32_t b, double arg, uint8_t kind)
 {
     rg_node *z = &A.nodes[A.n];
     if ((kind & F_IDATA) && !exact_int(arg)) kind &= (uint8_t)~F_IDATA;   /* as idata */
@@ -532,6 +534,11 @@ int push_node_k(int op, int32_t a, int32_t b, double arg, uint8_t kind)
     A.next_id++;
     A.n++;
     return RG_OK;
+}
+
+int push_node_k(int op, int32_t a, int32_t b, double arg, uint8_t kind)
+{
+    return push_inline(op, a, b, arg, kind);
 }
 
 /* Takes the lock for a call that makes nodes. The thread's anomaly mode is
@@ -822,13 +829,13 @@ static int build_layer(const int32_t *iw, const int32_t *ib, const int32_t *ix,
         int32_t act = ib[j];
         for (int32_t i = 0; i < nin && rc == RG_OK; i++) {   /* act = act + w[j,i] * x[i] */
             int32_t wi = iw[(int64_t)j * nin + i];
-            if ((rc = ix[i] >= 0 ? push_node(RG_MUL, wi, ix[i], 0.0)
-                                 : push_node_k(RG_MULC, wi, -1, xc[i],
+            if ((rc = ix[i] >= 0 ? push_inline(RG_MUL, wi, ix[i], 0.0, 0)
+                                 : push_inline(RG_MULC, wi, -1, xc[i],
                                                xint && xint[i] ? F_IARG : 0)) == RG_OK &&
-                (rc = push_node(RG_ADD, act, A.n - 1, 0.0)) == RG_OK)
+                (rc = push_inline(RG_ADD, act, A.n - 1, 0.0, 0)) == RG_OK)
                 act = A.n - 1;
         }
-        if (relu && rc == RG_OK && (rc = push_node(RG_RELU, act, -1, 0.0)) == RG_OK)
+        if (relu && rc == RG_OK && (rc = push_inline(RG_RELU, act, -1, 0.0, 0)) == RG_OK)
             act = A.n - 1;
         act_out[j] = act;
     }

@@ -199,14 +199,27 @@ def _collect(force):
 
 
 def _collect_young():
-    """Frees the slots of the Values of the last batch that have died."""
-    global _batch
+    """Frees the slots of the Values of the last batch that have died. (It
+    runs once every _BATCH new Values: C's list of the dead goes straight
+    back to C.)"""
+    global _batch, _releasing
     _resume()
-    n = len(_reg)
-    batch = [s for s in _batch if s < n]    # (the table may have shrunk since)
-    _batch = []
-    dead, _ = _sweep(batch)
-    _release(dead)
+    batch, _batch = _batch, []
+    if not batch:
+        return
+    if max(batch) >= len(_reg):             # the table has shrunk since
+        batch = [s for s in batch if s < len(_reg)]
+    if not _probe_ok:
+        _release(_sweep(batch)[0])
+        return
+    n = len(batch)
+    out = ffi.new("int32_t[]", n)
+    dead = lib.rg_sweep(id(_reg), ffi.new("int32_t[]", batch), n, _plain, _layout, out,
+                        ffi.new("int32_t *"))
+    if dead:
+        _releasing = ffi.unpack(out, dead)  # from here to the call: no call
+        lib.rg_collect(out, dead, ffi.NULL, 0, -1)
+        _finish_release()
 
 
 def _release(dead):

@@ -305,6 +305,29 @@ def test_a_node_keeps_its_object_after_a_second_handle_to_it_goes():
     assert child is second
 
 
+def test_a_young_collection_frees_every_value_of_its_batch_that_died(sweep):
+    """Values that die young are found when their batch of slots runs out:
+    each dead one's slot is then free in C and back on Python's lists, and
+    nothing of it stays in the registry (no full collection needed)."""
+    full_collection()
+    keep = []
+    a = Value(1.0)
+    for k in range(3 * collection._BATCH):
+        v = a * 2.0
+        if k % 7 == 0:
+            keep.append(v)
+    del v
+    taken = collection._batch
+    collection._run(collection._collect_young)
+    free = set(collection._free) | set(collection._spare)
+    held = {v._s for v in keep} | {a._s}
+    for s in taken:
+        alive = collection._reg[s] is not None
+        assert alive == (s in held) == rgrad.engine.lib.rg_valid(s)
+        assert alive != (s in free)
+    assert not collection._batch
+
+
 def test_a_dict_made_empty_keeps_no_value_alive(sweep):
     full_collection()
     before = rgrad.stats()["handles"]
