@@ -163,6 +163,7 @@ class MLP(Module):
 
 
 _SEQUENCES = (list, tuple, _ParamList)
+_rg_layer, _rg_mlp = lib.rg_layer, lib.rg_mlp
 _PLAIN = {Value}
 _flat = itertools.chain.from_iterable
 _NEURON_CALL = Neuron.__call__
@@ -230,13 +231,16 @@ class _Plan:
             return None
         nout = len(self.bs)
         vs, out = _fresh(nout)
-        return _bound(vs, out, lib.rg_layer, self.w, self.b, *args, self.nin, nout,
+        return _bound(vs, out, _rg_layer, self.w, self.b, *args, self.nin, nout,
                       self.relu, out)
 
 
 def _inputs(x):
     """x as rg_layer's (handles, constants, int flags), or None where x holds
     something other than plain Values and real numbers."""
+    hs = [v._s for v in x if type(v) is Value]
+    if len(hs) == len(x):               # all Values (the common case): no constants
+        return ffi.new("int32_t[]", hs), ffi.NULL, ffi.NULL
     hs, cs, ks = [], [], None
     for i, v in enumerate(x):
         if type(v) is Value:
@@ -299,7 +303,7 @@ class _Chain:
             return None
         xh, xc, xk = args
         vs, out = _fresh(self.nout)
-        _bound(vs, out, lib.rg_mlp, self.w, self.b, self.sizes, len(self.plans),
+        _bound(vs, out, _rg_mlp, self.w, self.b, self.sizes, len(self.plans),
                self.relu, xh, xc, xk, out)
         return vs[0] if self.nout == 1 else vs
 
