@@ -479,3 +479,71 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
     *kept = nk;
     return dead;
 }
+
+/* ---- Python objects, for fused layers ---------------------------------------
+
+   rgrad/nn.py's fused layers check on each call that every neuron is still
+   as the layer's plan was made from: its class, its weights list and the
+   weights in it, its bias and nonlinearity. Python does it by reading each
+   neuron's attributes; where the layout holds (RG_LAYOUT_311, checked by
+   rgrad/nn.py at import) C does it from the objects:
+
+   - the class: Neuron's type version tag (CPython 3.11 sets a new one, or 0,
+     whenever the class or a base changes: a property named w, a
+     __getattribute__), and each neuron's type;
+   - the attributes: each neuron's dict (made at the plan, for good) is the
+     same object, with the same version tag (CPython 3.11 gives a dict a new
+     one whenever an item is set or deleted): so its w, b and nonlin are the
+     same objects;
+   - the weights: each w list (an exact list) holds the same items.
+
+   The neurons come from the layers' own lists, read as they are now; the
+   plan holds the dicts, the w lists and their items, so no address can be
+   reused by another object while it does. Called with the GIL held (see
+   gil.h), so nothing changes or is freed meanwhile. */
+
+#define RG_DICT_VERSION_311 3       /* words: reference count, type, used, version */
+#define RG_TYPE_TAG_311 384         /* bytes into a 64-bit PyTypeObject: tp_version_tag */
+
+intptr_t rg_object_dict(intptr_t obj)
+{
+    return ((const intptr_t *)obj)[-3];
+}
+
+uint64_t rg_dict_version(intptr_t dict)
+{
+    return ((const uint64_t *)dict)[RG_DICT_VERSION_311];
+}
+
+uint32_t rg_type_tag(intptr_t type)
+{
+    uint32_t tag;
+    memcpy(&tag, (const char *)type + RG_TYPE_TAG_311, sizeof tag);
+    return tag;
+}
+
+int rg_neurons_hold(const intptr_t *seqs, const int32_t *lens, int32_t nseq,
+                    intptr_t list_type, intptr_t neuron_type, uint32_t tag,
+                    const intptr_t *dicts, const uint64_t *versions,
+                    const intptr_t *ws, const int32_t *nw, const intptr_t *witems)
+{
+    if (tag == 0 || rg_type_tag(neuron_type) != tag) return 0;
+    int64_t j = 0, k = 0;
+    for (int32_t s = 0; s < nseq; s++) {
+        const intptr_t *seq = (const intptr_t *)seqs[s];
+        if (seq[1] != list_type || seq[2] != lens[s]) return 0;
+        const intptr_t *const *neurons = (const intptr_t *const *)seq[3];
+        for (int32_t i = 0; i < lens[s]; i++, j++) {
+            const intptr_t *n = neurons[i];
+            if (n[1] != neuron_type || n[-3] != dicts[j] ||
+                rg_dict_version(dicts[j]) != versions[j])
+                return 0;
+            const intptr_t *w = (const intptr_t *)ws[j];
+            if (w[1] != list_type || w[2] != nw[j]) return 0;
+            const intptr_t *items = (const intptr_t *)w[3];
+            for (int32_t q = 0; q < nw[j]; q++, k++)
+                if (items[q] != witems[k]) return 0;
+        }
+    }
+    return 1;
+}

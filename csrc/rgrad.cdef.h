@@ -205,6 +205,22 @@ intptr_t rg_list_item(intptr_t list, int64_t k);
 int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t plain,
                  int layout, int32_t *out, int32_t *kept);
 
+/* Fused layers' check of their neurons (rgrad/nn.py), on CPython 3.11: see
+   csrc/objects.c. rg_object_dict reads the dict pointer of an instance of a
+   class with a managed dict, rg_dict_version a dict's version tag,
+   rg_type_tag a class's; rgrad/nn.py checks what they read before it uses
+   them. rg_neurons_hold: 1 if the lists seqs[0..nseq) (of lens[s] items)
+   hold, in order, instances of neuron_type whose dicts are dicts[j] at
+   versions[j], whose w lists ws[j] hold nw[j] items witems[...] in order,
+   and neuron_type's tag is still tag; else 0. */
+intptr_t rg_object_dict(intptr_t obj);
+uint64_t rg_dict_version(intptr_t dict);
+uint32_t rg_type_tag(intptr_t type);
+int rg_neurons_hold(const intptr_t *seqs, const int32_t *lens, int32_t nseq,
+                    intptr_t list_type, intptr_t neuron_type, uint32_t tag,
+                    const intptr_t *dicts, const uint64_t *versions,
+                    const intptr_t *ws, const int32_t *nw, const intptr_t *witems);
+
 /* Ops defined in Python (Value(data, _children, _op) and _backward closures).
    rg_custom makes an RG_PY node with the given data and children;
    rg_make_custom turns an existing node into one; rg_flag marks a node that

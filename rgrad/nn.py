@@ -16,8 +16,10 @@ as long as it does.
 import itertools
 import operator
 import random
+import sys
 from typing import Any, Sequence
 
+from . import collection as _collection
 from ._rgrad import ffi, lib
 from .engine import Value, _bound, _fresh, _isint, _number, _real
 
@@ -179,7 +181,7 @@ class _Plan:
     fused (not all plain Neurons of one size and kind); the layer then runs
     them one by one until they change."""
 
-    __slots__ = ("seq", "state", "bs", "fusable", "w", "b", "nin", "relu")
+    __slots__ = ("seq", "state", "bs", "fusable", "w", "b", "nin", "relu", "check")
 
     @classmethod
     def of(cls, layer):
@@ -187,6 +189,7 @@ class _Plan:
         plan.seq = neurons = layer.neurons
         plan.fusable = False
         plan.state = None                  # holds() fails: checked again next call
+        plan.check = None
         if (type(neurons) not in _SEQUENCES or not neurons
                 or any(type(n) is not Neuron for n in neurons)):
             return plan
@@ -206,6 +209,7 @@ class _Plan:
             plan.w = ffi.new("int32_t[]", [v._s for w in ws for v in w])
             plan.b = ffi.new("int32_t[]", [b._s for b in plan.bs])
             plan.nin, plan.relu, plan.fusable = nin, bool(nonlins[0]), True
+            _neurons_hold(plan, (neurons,))     # C's check, for the next call
         return plan
 
     def holds(self, layer):
@@ -217,10 +221,7 @@ class _Plan:
         seq = layer.neurons
         if seq is not self.seq or self.state is None or Neuron.__call__ is not _NEURON_CALL:
             return False
-        try:
-            return list(map(_state_of, seq)) == self.state
-        except AttributeError:             # not a neuron any more, or one missing a part
-            return False
+        return _neurons_hold(self, (seq,))
 
     def run(self, x):
         """The layer's outputs on x, in one C call, or None where x holds
@@ -266,7 +267,7 @@ class _Chain:
     them if asked). Valid while its layers hold the same plans."""
 
     __slots__ = ("layers", "seqs", "lens", "state", "plans", "w", "b", "sizes", "relu",
-                 "nin", "nout")
+                 "nin", "nout", "check")
 
     @classmethod
     def of(cls, layers, plans):
@@ -275,11 +276,13 @@ class _Chain:
         chain.seqs = [layer.neurons for layer in layers]
         chain.lens = [len(seq) for seq in chain.seqs]
         chain.state = [s for p in plans for s in p.state]
+        chain.check = None
         chain.w = ffi.new("int32_t[]", [h for p in plans for h in ffi.unpack(p.w, p.nin * len(p.bs))])
         chain.b = ffi.new("int32_t[]", [h for p in plans for h in ffi.unpack(p.b, len(p.bs))])
         chain.sizes = ffi.new("int32_t[]", [plans[0].nin] + [len(p.bs) for p in plans])
         chain.relu = ffi.new("uint8_t[]", [int(p.relu) for p in plans])
         chain.nin, chain.nout = plans[0].nin, len(plans[-1].bs)
+        _neurons_hold(chain, chain.seqs)        # C's check, for the next call
         return chain
 
     def holds(self, layers):
@@ -292,10 +295,7 @@ class _Chain:
         for layer, mine, seq, n in zip(layers, self.layers, self.seqs, self.lens):
             if layer is not mine or layer.neurons is not seq or len(seq) != n:
                 return False        # (a neuron moved between layers keeps the flat list)
-        try:
-            return list(map(_state_of, _flat(self.seqs))) == self.state
-        except AttributeError:          # not a neuron any more, or one missing a part
-            return False
+        return _neurons_hold(self, self.seqs)
 
     def run(self, x):
         args = _inputs(x)
@@ -341,6 +341,98 @@ def _chain_for(mlp, x):
             or any(a is not b for a, b in zip(chain.layers, layers))):
         chain = mlp.__dict__["_cached_chain"] = _Chain.of(layers, plans)
     return chain
+
+
+def _neurons_hold(plan, seqs):
+    """Whether the neurons in the lists seqs still have the class, weights,
+    bias and nonlinearity plan.state was read from: in one C call where C
+    can read the objects (csrc/objects.c), else in one list comparison of
+    what each neuron's attributes are now. C's answer is checked by the
+    comparison when it says no (an attribute set to itself, or one added,
+    changes a neuron's dict without changing what it computes), and the C
+    check is made again from the objects as they are: before the comparison,
+    so that a change made meanwhile shows in C's next check. plan.check is
+    False where C cannot check these neurons: not tried again for this plan."""
+    check = plan.check
+    if check and _rg_neurons_hold(*check[0]):
+        return True
+    fresh = False if check is False else _c_check(seqs)
+    try:
+        ok = list(map(_state_of, _flat(seqs))) == plan.state
+    except AttributeError:             # not a neuron any more, or one missing a part
+        ok = False
+    plan.check = fresh if ok else None
+    return ok
+
+
+def _c_check(seqs):
+    """rg_neurons_hold's arguments for the neurons in the lists seqs as they
+    are now, with the objects they name (held, so that no address is reused
+    while the check is kept). None if Neuron has no version tag yet (a
+    lookup gives it one: try again), False where C cannot check them: C
+    cannot read objects here, a list is not an exact list, a neuron not a
+    plain Neuron with a w list, or Neuron computes w, b or nonlin itself.
+    Whatever is read after the tag and the dicts' versions is seen to change
+    by the next check if it changes meanwhile."""
+    if not _C_READS_NEURONS or any(type(seq) is not list for seq in seqs):
+        return False
+    tag = lib.rg_type_tag(id(Neuron))
+    if (Neuron.__getattribute__ is not object.__getattribute__
+            or any(hasattr(Neuron, k) for k in ("w", "b", "nonlin"))):
+        return False        # the class may compute them: only reading them will do
+    neurons = list(_flat(seqs))
+    if any(type(n) is not Neuron for n in neurons):
+        return False
+    dicts = list(map(vars, neurons))    # makes each neuron's dict, for good
+    versions = [lib.rg_dict_version(id(d)) for d in dicts]
+    ws = [d.get("w") for d in dicts]
+    if any(type(w) is not list for w in ws):
+        return False
+    if not tag:
+        return None
+    items = [v for w in ws for v in w]
+    args = (ffi.new("intptr_t[]", [id(seq) for seq in seqs]),
+            ffi.new("int32_t[]", [len(seq) for seq in seqs]), len(seqs), id(list),
+            id(Neuron), tag, ffi.new("intptr_t[]", [id(d) for d in dicts]),
+            ffi.new("uint64_t[]", versions), ffi.new("intptr_t[]", [id(w) for w in ws]),
+            ffi.new("int32_t[]", [len(w) for w in ws]),
+            ffi.new("intptr_t[]", [id(v) for v in items]))
+    return args, (list(seqs), dicts, ws, items)
+
+
+def _c_reads_neurons():
+    """Whether C reads here what rg_neurons_hold needs (CPython 3.11's
+    layout, 64-bit): a Neuron's dict, a dict's version, a class's version
+    tag, each as Python sees it change."""
+    if not _collection._probe_ok or sys.maxsize < 2**63 - 1:
+        return False
+
+    class Probe:
+        pass
+
+    n = Neuron.__new__(Neuron)
+    n.w = []
+    dn = vars(n)
+    p = Probe()
+    p.a = 1
+    d = vars(p)
+    if lib.rg_object_dict(id(n)) != id(dn) or lib.rg_object_dict(id(p)) != id(d):
+        return False
+    v1 = lib.rg_dict_version(id(d))
+    same = lib.rg_dict_version(id(d)) == v1
+    p.a = 2
+    if not same or lib.rg_dict_version(id(d)) == v1:
+        return False
+    getattr(p, "a")                     # the class gets a version tag
+    t1 = lib.rg_type_tag(id(Probe))
+    same = lib.rg_type_tag(id(Probe)) == t1
+    Probe.b = 1                         # a change to the class: a new tag (or none)
+    getattr(p, "a")
+    return t1 != 0 and same and lib.rg_type_tag(id(Probe)) != t1
+
+
+_rg_neurons_hold = lib.rg_neurons_hold
+_C_READS_NEURONS = _c_reads_neurons()
 
 
 def _copy(w):

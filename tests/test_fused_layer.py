@@ -5,7 +5,10 @@ instance dict, calling list methods on the weight lists, deleting attributes.
 
 The reference is micrograd's Neuron arithmetic in plain Python floats, read
 from the layer's objects as they are at the call, and the unfused computation
-(each neuron called on its own)."""
+(each neuron called on its own).
+
+Every test runs twice: with C checking the neurons from the objects (on
+CPython 3.11) and with the check that reads their attributes in Python."""
 import random
 
 import pytest
@@ -15,6 +18,17 @@ from hypothesis import strategies as st
 import rgrad
 import rgrad.nn as rnn
 from rgrad import Value
+
+
+@pytest.fixture(autouse=True, params=["C checks", "Python checks"])
+def checks(request, monkeypatch):
+    """Which way a plan checks its neurons on each call (rgrad/nn.py,
+    _neurons_hold)."""
+    if request.param == "Python checks":
+        monkeypatch.setattr(rnn, "_C_READS_NEURONS", False)
+    elif not rnn._C_READS_NEURONS:
+        pytest.skip("C reads objects on CPython 3.11 only")
+    return request.param
 
 
 def _f(v):
@@ -279,3 +293,77 @@ def test_mlp_chain_sees_a_neuron_moved_between_layers():
     for layer in model.layers:
         x = [n(x) for n in layer.neurons]
     assert got == [v.data for v in x]
+
+
+# ---- the check itself ------------------------------------------------------------
+
+def test_after_one_call_the_next_ones_are_checked_by_c(checks, monkeypatch):
+    """A plan's first call makes its C check; later calls that find nothing
+    changed do not read the neurons' attributes in Python at all."""
+    random.seed(6)
+    model = rnn.MLP(2, [4, 4, 1])
+    layer = rnn.Layer(2, 3)
+    x = [Value(0.5), Value(-1.5)]
+    want = (model(x).data, _data(layer(x)))
+    made = (model._cached_chain.check, layer._cached_plan.check)
+    assert all(bool(c) for c in made) == (checks == "C checks")
+    read = []
+    real = rnn._state_of
+    monkeypatch.setattr(rnn, "_state_of", lambda n: read.append(n) or real(n))
+    assert (model(x).data, _data(layer(x))) == want
+    assert bool(read) == (checks == "Python checks")
+
+
+def test_an_attribute_that_changes_nothing_keeps_the_plan(checks):
+    """A new attribute, or one set to what it was, changes a neuron's dict:
+    C's check says no, the comparison says yes, and the plan stays, with a
+    new C check."""
+    random.seed(8)
+    layer = rnn.Layer(3, 2)
+    x = [Value(0.25), Value(1.0), Value(-2.0)]
+    want = _data(layer(x))
+    plan = layer._cached_plan
+    layer.neurons[0].label = "first"
+    layer.neurons[1].b = layer.neurons[1].b
+    assert _data(layer(x)) == want
+    assert layer._cached_plan is plan
+    assert bool(plan.check) == (checks == "C checks")
+
+
+CLASS_CHANGES = {
+    "w a property": ("w", property(lambda self: self.__dict__["w"][::-1])),
+    "b a property": ("b", property(lambda self: Value(100.0))),
+    "__getattribute__": ("__getattribute__", lambda self, name: (
+        object.__getattribute__(self, name)[::-1] if name == "w"
+        else object.__getattribute__(self, name))),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CLASS_CHANGES))
+def test_a_change_to_the_neuron_class_is_seen(change, monkeypatch):
+    random.seed(3)
+    layer = rnn.Layer(3, 4)
+    model = rnn.MLP(3, [4, 4, 1])
+    x = [Value(0.5), Value(-1.0), Value(2.0)]
+    for _ in range(2):
+        layer(x), model(x)
+    name, attr = CLASS_CHANGES[change]
+    monkeypatch.setattr(rnn.Neuron, name, attr, raising=False)
+    assert _data(layer(x)) == _unfused(layer, x) == _reference(layer, x)
+    assert model(x).data == _chained_reference(model, x, op_by_op=True)
+
+
+def test_weights_a_class_property_reads_from_elsewhere_are_followed(monkeypatch):
+    """Once Neuron computes w, only reading it tells what it is: a change
+    to what the property reads, not to the neuron, must be seen too."""
+    random.seed(2)
+    layer = rnn.Layer(2, 2)
+    table = {id(n): list(n.w) for n in layer.neurons}
+    monkeypatch.setattr(rnn.Neuron, "w", property(lambda self: table[id(self)]),
+                        raising=False)
+    x = [Value(1.0), Value(2.0)]
+    for _ in range(3):
+        assert _data(layer(x)) == _reference(layer, x)
+    table[id(layer.neurons[0])] = [Value(5.0), Value(6.0)]
+    assert _data(layer(x)) == _reference(layer, x) == _unfused(layer, x)
+
