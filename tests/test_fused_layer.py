@@ -331,9 +331,10 @@ def test_an_attribute_that_changes_nothing_keeps_the_plan(checks):
 
 
 CLASS_CHANGES = {
-    "w a property": ("w", property(lambda self: self.__dict__["w"][::-1])),
-    "b a property": ("b", property(lambda self: Value(100.0))),
-    "__getattribute__": ("__getattribute__", lambda self, name: (
+    "w a property": (rnn.Neuron, "w", property(lambda self: self.__dict__["w"][::-1])),
+    "b a property": (rnn.Neuron, "b", property(lambda self: Value(100.0))),
+    "b a property of the base class": (rnn.Module, "b", property(lambda self: Value(-3.0))),
+    "__getattribute__": (rnn.Neuron, "__getattribute__", lambda self, name: (
         object.__getattribute__(self, name)[::-1] if name == "w"
         else object.__getattribute__(self, name))),
 }
@@ -347,8 +348,8 @@ def test_a_change_to_the_neuron_class_is_seen(change, monkeypatch):
     x = [Value(0.5), Value(-1.0), Value(2.0)]
     for _ in range(2):
         layer(x), model(x)
-    name, attr = CLASS_CHANGES[change]
-    monkeypatch.setattr(rnn.Neuron, name, attr, raising=False)
+    cls, name, attr = CLASS_CHANGES[change]
+    monkeypatch.setattr(cls, name, attr, raising=False)
     assert _data(layer(x)) == _unfused(layer, x) == _reference(layer, x)
     assert model(x).data == _chained_reference(model, x, op_by_op=True)
 
