@@ -116,6 +116,14 @@ RG_INTERNAL int claim_slots(const int32_t *hs, int32_t k);
 RG_INTERNAL void unclaim_slots(const int32_t *hs, int32_t k);
 RG_INTERNAL void bind_slot(int32_t h, int32_t i);
 RG_INTERNAL int collection_due(void);
+/* Takes m (the arena's lock, or a Batch's). If another thread holds it,
+   waits through rg_blocking (rgrad.h) until it is free, then tries again. */
+RG_INTERNAL void lock_slow(rg_mutex *m);
+static inline void arena_lock(rg_mutex *m)
+{
+    if (!rg_mutex_trylock(m)) lock_slow(m);
+}
+
 RG_INTERNAL int push_node(int op, int32_t a, int32_t b, double arg);
 RG_INTERNAL int push_node_k(int op, int32_t a, int32_t b, double arg, uint8_t kind);
 RG_INTERNAL void lock_to_make(void);   /* takes the lock */

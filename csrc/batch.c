@@ -264,7 +264,7 @@ static int fuse(rg_batch *b, int32_t *nv)
 
 void rg_batch_tune(int fuse, int32_t block)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     fuse_chains = fuse;
     fixed_block = block <= 0 ? 0 : block > 4096 ? 4096 : (block + 7) & ~7;
     rg_mutex_unlock(&A.lock);
@@ -938,7 +938,7 @@ int rg_batch_new(const int32_t *outs, int32_t nout, const int32_t *ins, int32_t 
     if (!b->out_h || !b->in_h) { rg_batch_free(b); return RG_ENOMEM; }
     memcpy(b->out_h, outs, (size_t)nout * sizeof *outs);
     if (nin) memcpy(b->in_h, ins, (size_t)nin * sizeof *ins);
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     b->fuse = fuse_chains;
     b->fixed_block = fixed_block;
     int rc = compile(b);
@@ -960,7 +960,7 @@ void rg_batch_free(rg_batch *b)
 
 int32_t rg_batch_shape(rg_batch *b, int32_t which)
 {
-    rg_mutex_lock(&b->lock);
+    arena_lock(&b->lock);
     int32_t r = which == 0 ? b->nv : which == 1 ? b->nu : which == 2 ? b->nleaf
               : which == 3 ? b->block : b->nvprog + b->nuprog;
     rg_mutex_unlock(&b->lock);
@@ -971,9 +971,9 @@ int rg_batch_forward(rg_batch *b, const double *rows, int64_t n, double *out, in
 {
     int rc;
     if (n < 1) return RG_EBATCHIN;
-    rg_mutex_lock(&b->lock);
+    arena_lock(&b->lock);
     drop_run(b);
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     rc = ready(b);
     if (rc == RG_OK)                 /* the shared leaves' data, now */
         for (int32_t k = 0; k < b->nleaf; k++) b->u[k] = A.nodes[b->leaf_node[k]].data;
@@ -999,10 +999,10 @@ int rg_batch_backward(rg_batch *b, double scale, int threads)
 {
     int rc = RG_OK;
     double *P = NULL, *UG = NULL;
-    rg_mutex_lock(&b->lock);
+    arena_lock(&b->lock);
     b->have_grads = 0;
     if (b->rows == 0) { rc = RG_ENOFORWARD; goto out; }
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     rc = ready(b);                   /* the graph changed since forward: refused */
     rg_mutex_unlock(&A.lock);
     if (rc != RG_OK) goto out;
@@ -1018,7 +1018,7 @@ int rg_batch_backward(rg_batch *b, double scale, int threads)
     for (int64_t blk = 0; blk < nblocks; blk++)      /* in block order, always */
         for (int32_t k = 0; k < b->nu; k++) UG[k] += P[blk * (b->nu ? b->nu : 1) + k];
     uni_backward(b, UG);
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     rc = ready(b);                   /* (a compaction since: the leaves moved) */
     if (rc == RG_OK) {
         b->have_grads = 1;
@@ -1037,7 +1037,7 @@ out:
 
 int rg_batch_input_grads(rg_batch *b, double *out, int64_t rows)
 {
-    rg_mutex_lock(&b->lock);
+    arena_lock(&b->lock);
     int rc = b->have_grads && b->rows == rows ? RG_OK : RG_ENOFORWARD;
     if (rc == RG_OK && b->nin)
         memcpy(out, b->in_grads, (size_t)b->rows * (size_t)b->nin * sizeof *out);

@@ -13,17 +13,33 @@
    call, and its name is defined to the wrapper's, so that cffi's code calls
    that.
 
-   No call that keeps the GIL can deadlock with one that released it: the
-   core's own lock (A.lock) is never held while waiting for the GIL. If a
-   later cffi spelled its wrappers differently, the cost would come back, not
-   a fault: the redefinitions below would then simply go unused. */
+   A call that keeps the GIL and finds the arena's lock taken (another
+   thread's long call holds it) waits for it without the GIL (rg_blocking,
+   set at import by rg_wait_without_gil), so that other Python threads run
+   meanwhile. No thread holds the arena's lock while it waits for the GIL,
+   so the two never deadlock.
+
+   This relies on cffi's wrappers being called with the GIL and spelling
+   its release with Py_BEGIN/END_ALLOW_THREADS, as cffi has since 0.3. A C
+   function pointer taken from `lib` with ffi.addressof (private, as `lib`
+   is) is called without the GIL, and one of these calls then stops the
+   process; so would a cffi that released the GIL itself (every test that
+   backpropagates would show it). */
+
+#include "platform.h"
+
+/* Set on a thread while a releasing call runs without the GIL (PyGILState_Check,
+   which would tell, is not in the limited API cffi builds with). */
+static RG_THREAD_LOCAL int released;
 
 #define RG_RELEASING(name, params, args)              \
     static int name##_releasing params                 \
     {                                                  \
         int rc;                                        \
         Py_BEGIN_ALLOW_THREADS                         \
+        released = 1;                                  \
         rc = name args;                                \
+        released = 0;                                  \
         Py_END_ALLOW_THREADS                           \
         return rc;                                     \
     }
@@ -92,6 +108,24 @@ RG_RELEASING(rg_grad_graph, (const int32_t *outs, int32_t nout, const int32_t *s
 #define rg_batch_input_grads rg_batch_input_grads_releasing
 #define rg_grad_values rg_grad_values_releasing
 #define rg_grad_graph rg_grad_graph_releasing
+
+/* Waiting for the arena's lock (csrc/rgrad.c, lock_slow) without the GIL,
+   when the waiting thread holds it. */
+static void without_gil(void (*fn)(void *), void *arg)
+{
+    if (released) {
+        fn(arg);
+        return;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    fn(arg);
+    Py_END_ALLOW_THREADS
+}
+
+void rg_wait_without_gil(void)
+{
+    rg_blocking = without_gil;
+}
 
 /* Every other call keeps the GIL: cffi's wrappers spell the release with
    these two macros. */

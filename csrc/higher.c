@@ -60,7 +60,7 @@ int rg_grad_values(const int32_t *outs, int32_t nout, const double *seeds,
     double *saved = NULL;
     uint8_t *flags = NULL;
     int rc;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     for (int32_t j = 0; j < nin; j++)
         if (node_of(ins[j]) < 0) { rc = RG_EHANDLE; goto out; }
     if ((rc = nodes_under(outs, nout, &list, &count)) != RG_OK) goto out;

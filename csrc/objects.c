@@ -163,7 +163,7 @@ static int32_t child_at(int32_t i, int k)
 
 int rg_nchildren(int32_t h)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h);
     int n = i >= 0 ? list_children(i, NULL, 0) : RG_EHANDLE;
     rg_mutex_unlock(&A.lock);
@@ -173,7 +173,7 @@ int rg_nchildren(int32_t h)
 int rg_child(int32_t h, int k, int32_t out)
 {
     int rc;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h);
     if (i < 0 || k < 0 || k >= list_children(i, NULL, 0)) { rc = RG_EHANDLE; goto out; }
     if ((rc = claim_slots(&out, 1)) != RG_OK) goto out;
@@ -186,7 +186,7 @@ out:
 
 int rg_kept(int32_t h)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int kept = node_of(h) >= 0 && (A.slot_weak[h] & SLOT_KEEP);
     rg_mutex_unlock(&A.lock);
     return kept;
@@ -194,7 +194,7 @@ int rg_kept(int32_t h)
 
 int rg_is_child(int32_t h, int32_t parent)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h), p = node_of(parent);
     int found = 0;
     if (i >= 0 && p >= 0)
@@ -206,7 +206,7 @@ int rg_is_child(int32_t h, int32_t parent)
 
 int32_t rg_children(int32_t h, int32_t *out, int32_t cap)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h), n = RG_EHANDLE;
     if (i >= 0) {
         n = list_children(i, out, cap < 0 ? 0 : cap);
@@ -226,7 +226,7 @@ int rg_bind_children(int32_t h, const int32_t *ks, const int32_t *hs, int32_t m,
 {
     int rc = RG_OK;
     int32_t *kids = NULL;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h), n;
     if (i < 0 || m < 0) { rc = RG_EHANDLE; goto out; }
     n = list_children(i, NULL, 0);
@@ -264,7 +264,7 @@ out:
 int rg_constant(int32_t h, double *value, double *grad)
 {
     int rc = 1;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h);
     const rg_node *z = i >= 0 ? &A.nodes[i] : NULL;
     if (!z) rc = RG_EHANDLE;
@@ -286,7 +286,7 @@ int rg_constant(int32_t h, double *value, double *grad)
    bit 4 those it met. */
 int rg_reached(int32_t root, const int32_t *hs, int32_t n, uint8_t *out)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t r = node_of(root);
     if (r < 0 || n < 0) {
         rg_mutex_unlock(&A.lock);
@@ -462,7 +462,7 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
                  int layout, int32_t *out, int32_t *kept)
 {
     int32_t dead = 0, nk = 0;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     for (int32_t k = 0; k < n; k++) {
         int32_t s = slots ? slots[k] : k;
         const intptr_t *o = list_item(registry, s);
@@ -503,7 +503,9 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
    gil.h), so nothing changes or is freed meanwhile. */
 
 #define RG_DICT_VERSION_311 3       /* words: reference count, type, used, version */
-#define RG_TYPE_TAG_311 384         /* bytes into a 64-bit PyTypeObject: tp_version_tag */
+#define RG_TYPE_FLAGS_311 168       /* bytes into a 64-bit PyTypeObject: tp_flags */
+#define RG_TYPE_TAG_311 384         /* and tp_version_tag */
+#define RG_VALID_VERSION_TAG (1u << 19)   /* Py_TPFLAGS_VALID_VERSION_TAG */
 
 intptr_t rg_object_dict(intptr_t obj)
 {
@@ -515,11 +517,17 @@ uint64_t rg_dict_version(intptr_t dict)
     return ((const uint64_t *)dict)[RG_DICT_VERSION_311];
 }
 
+/* A class's version tag, or 0 if CPython does not vouch for it (a tag it
+   set, then ran out of tags for a base, is left without the flag: changes
+   to the class would not change it). tp_flags' low word holds the flag
+   whether the field is 4 or 8 bytes (little-endian; elsewhere the import's
+   probe finds no tag and C checks nothing). */
 uint32_t rg_type_tag(intptr_t type)
 {
-    uint32_t tag;
+    uint32_t tag, flags;
+    memcpy(&flags, (const char *)type + RG_TYPE_FLAGS_311, sizeof flags);
     memcpy(&tag, (const char *)type + RG_TYPE_TAG_311, sizeof tag);
-    return tag;
+    return flags & RG_VALID_VERSION_TAG ? tag : 0;
 }
 
 int rg_neurons_hold(const intptr_t *seqs, const int32_t *lens, int32_t nseq,

@@ -5,7 +5,7 @@
    spellings follow the compiler (_MSC_VER), the mutex follows the OS.
 
    rg_mutex        a non-recursive mutex, statically initialised with
-                   RG_MUTEX_INIT; rg_mutex_lock / rg_mutex_unlock.
+                   RG_MUTEX_INIT; rg_mutex_lock / rg_mutex_trylock / rg_mutex_unlock.
    RG_THREAD_LOCAL a storage class for one variable per thread.
    RG_ALWAYS_INLINE for a function the hot loops must not call through.
    rg_thread       a thread running job->fn(job->arg): rg_thread_start (0 on
@@ -47,6 +47,7 @@ typedef SRWLOCK rg_mutex;
 #define RG_MUTEX_INIT SRWLOCK_INIT
 
 static inline void rg_mutex_lock(rg_mutex *m) { AcquireSRWLockExclusive(m); }
+static inline int rg_mutex_trylock(rg_mutex *m) { return TryAcquireSRWLockExclusive(m) != 0; }
 static inline void rg_mutex_unlock(rg_mutex *m) { ReleaseSRWLockExclusive(m); }
 
 #define RG_HAVE_FORK 0   /* Windows starts processes afresh: nothing to hand over */
@@ -82,6 +83,7 @@ typedef pthread_mutex_t rg_mutex;
    pairs by the thread that holds it: these cannot fail, so nothing is
    returned to check. */
 static inline void rg_mutex_lock(rg_mutex *m) { pthread_mutex_lock(m); }
+static inline int rg_mutex_trylock(rg_mutex *m) { return pthread_mutex_trylock(m) == 0; }
 static inline void rg_mutex_unlock(rg_mutex *m) { pthread_mutex_unlock(m); }
 
 #define RG_HAVE_FORK 1

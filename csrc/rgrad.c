@@ -50,7 +50,7 @@ void *rg_realloc(void *p, size_t size)
 
 int64_t rg_fault_after(int64_t n)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int64_t made = allocations;
     allocations = 0;
     fault_countdown = n;
@@ -369,7 +369,7 @@ static int anomaly_on(void)
 int64_t rg_anomaly_enter(void)
 {
     int64_t rc;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     anomaly_on();
     /* room for a note for every open block, so that closing one never fails */
     if (A.closed_cap < (int64_t)A.n_closed + A.anomaly_open + 1) {
@@ -391,7 +391,7 @@ out:
 int rg_anomaly_exit(int64_t token)
 {
     int rc = RG_OK;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     anomaly_on();               /* notes for this thread first: depth is exact */
     if (token <= 0 || (uint64_t)token > A.anomaly_ids || A.anomaly_open <= 0)
         rc = RG_EHANDLE;
@@ -541,12 +541,29 @@ int push_node_k(int op, int32_t a, int32_t b, double arg, uint8_t kind)
     return push_inline(op, a, b, arg, kind);
 }
 
+static void run_blocking(void (*fn)(void *), void *arg) { fn(arg); }
+void (*rg_blocking)(void (*fn)(void *), void *arg) = run_blocking;
+
+static void wait_until_free(void *m)
+{
+    rg_mutex_lock(m);
+    rg_mutex_unlock(m);
+}
+
+/* Waits, through rg_blocking, until m is free, and tries again: the lock is
+   never held while rg_blocking takes the GIL back. (Not for fork_prepare:
+   the GIL must stay with the thread that forks.) */
+void lock_slow(rg_mutex *m)
+{
+    while (!rg_mutex_trylock(m)) rg_blocking(wait_until_free, m);
+}
+
 /* Takes the lock for a call that makes nodes. The thread's anomaly mode is
    read here, once: thread-local storage costs a call per access in a
    shared library. */
 void lock_to_make(void)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     A.check = anomaly_on();
 }
 
@@ -724,7 +741,7 @@ static int tape_for(int32_t r)
 int rg_backward(int32_t root)
 {
     int rc = RG_OK;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t r = node_of(root);
     if (r >= 0 && needs_python(r)) {
         r = RG_PYGRAPH;                      /* Python walks it with rg_run */
@@ -771,7 +788,7 @@ int rg_backward(int32_t root)
 int rg_forward(int32_t root)
 {
     int rc;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t r = node_of(root);
     if (r < 0) { rc = RG_EHANDLE; goto out; }
     if (needs_python(r)) { rc = RG_PYGRAPH; goto out; }   /* Python walks it with rg_run */
@@ -935,7 +952,7 @@ static double *field(rg_node *z, int which)
 int rg_get_many(const int32_t *hs, int32_t n, int which, double *out)
 {
     int rc = RG_OK;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     for (int32_t k = 0; k < n && rc == RG_OK; k++) {
         int32_t i = node_of(hs[k]);
         if (i < 0) rc = RG_EHANDLE;
@@ -948,7 +965,7 @@ int rg_get_many(const int32_t *hs, int32_t n, int which, double *out)
 int rg_set_many(const int32_t *hs, int32_t n, int which, const double *xs)
 {
     int rc = RG_OK;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     for (int32_t k = 0; k < n && rc == RG_OK; k++)
         if (node_of(hs[k]) < 0) rc = RG_EHANDLE;
     uint8_t bit = which == RG_GRAD ? F_IGRAD : F_IDATA;
@@ -980,7 +997,7 @@ static double decayed_grad(const rg_node *p, double weight_decay)
 int rg_sgd_step(const int32_t *params, int32_t n, double lr, double momentum,
                 double weight_decay, double *velocity, int first)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int ok = all_live(params, n);
     for (int32_t k = 0; ok && k < n; k++) {
         rg_node *p = &A.nodes[node_of(params[k])];
@@ -1004,7 +1021,7 @@ int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
        lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps) */
     double step_size = lr / (1.0 - pow(beta1, (double)step));
     double bc2_sqrt = sqrt(1.0 - pow(beta2, (double)step));
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int ok = all_live(params, n);
     for (int32_t k = 0; ok && k < n; k++) {
         rg_node *p = &A.nodes[node_of(params[k])];
@@ -1022,7 +1039,7 @@ int rg_adam_step(const int32_t *params, int32_t n, double lr, double beta1,
 
 int rg_valid(int32_t h)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int ok = node_of(h) >= 0;
     rg_mutex_unlock(&A.lock);
     return ok;
@@ -1032,7 +1049,7 @@ int rg_valid(int32_t h)
 static double get(int32_t h, size_t field)
 {
     double v = NAN;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0) memcpy(&v, (char *)&A.nodes[i] + field, sizeof v);
     rg_mutex_unlock(&A.lock);
@@ -1041,7 +1058,7 @@ static double get(int32_t h, size_t field)
 
 static int set(int32_t h, size_t field, double v, uint8_t bit, int isint)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0) {
         rg_node *z = &A.nodes[i];
@@ -1070,7 +1087,7 @@ int rg_set_grad(int32_t h, double x, int isint)
    would be one, and it is a whole number that a double holds exactly. */
 int rg_isint(int32_t h, int which)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h);
     int r = 0;
     if (i >= 0) {
@@ -1085,7 +1102,7 @@ int rg_isint(int32_t h, int which)
 
 int rg_op(int32_t h)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h);
     int op = i >= 0 ? A.nodes[i].op : RG_EHANDLE;
     rg_mutex_unlock(&A.lock);
@@ -1094,7 +1111,7 @@ int rg_op(int32_t h)
 
 int64_t rg_id(int32_t h)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h);
     int64_t id = i >= 0 ? (int64_t)node_id(&A.nodes[i]) : RG_EHANDLE;
     rg_mutex_unlock(&A.lock);
@@ -1132,7 +1149,7 @@ out:
 
 int rg_make_custom(int32_t h)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0 && A.nodes[i].op != RG_PY) {
         A.nodes[i].op = RG_PY;      /* its children stay; Python now runs it */
@@ -1148,7 +1165,7 @@ int rg_make_custom(int32_t h)
 
 int rg_flag(int32_t h)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0) A.nodes[i].flags |= F_PY;
     rg_mutex_unlock(&A.lock);
@@ -1158,7 +1175,7 @@ int rg_flag(int32_t h)
 int rg_node_backward(int32_t h)
 {
     int rc = RG_OK;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h);
     if (i < 0) rc = RG_EHANDLE;
     else if (A.nodes[i].op == RG_PY) rc = RG_PYGRAPH;
@@ -1173,7 +1190,7 @@ static RG_THREAD_LOCAL int32_t pins_here;
 
 int rg_pin(int delta)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     A.pinned += delta;
     pins_here += delta;
     rg_mutex_unlock(&A.lock);
@@ -1183,7 +1200,7 @@ int rg_pin(int delta)
 int32_t rg_tape(int32_t root, int32_t *out, int32_t cap)
 {
     int32_t rc;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t r = node_of(root);
     if (r < 0) { rc = RG_EHANDLE; goto out; }
     if ((rc = tape_for(r)) != RG_OK) goto out;
@@ -1198,7 +1215,7 @@ out:
 int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t *id)
 {
     int rc = RG_OK;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t k = *pos, dk = backward ? -1 : 1;
     int check = anomaly_on();
     for (; k >= 0 && k < n; k += dk) {
@@ -1220,7 +1237,7 @@ int rg_run(const int32_t *tape, int32_t n, int32_t *pos, int backward, uint64_t 
 
 int32_t rg_peek_dead(uint64_t *out, int32_t cap)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t n = A.n_dead < cap ? A.n_dead : cap;
     if (n > 0) memcpy(out, A.dead_ids + (A.n_dead - n), (size_t)n * sizeof *out);
     rg_mutex_unlock(&A.lock);
@@ -1229,14 +1246,14 @@ int32_t rg_peek_dead(uint64_t *out, int32_t cap)
 
 void rg_drop_dead(int32_t k)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     if (k > 0) A.n_dead = k < A.n_dead ? A.n_dead - k : 0;
     rg_mutex_unlock(&A.lock);
 }
 
 int rg_same(int32_t h1, int32_t h2)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     int32_t i = node_of(h1);
     int same = i >= 0 && i == node_of(h2);
     rg_mutex_unlock(&A.lock);
@@ -1329,7 +1346,7 @@ static void compact(void)
 
 int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, int force)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     for (int32_t k = 0; k < n; k++) {
         int32_t h = dead[k];
         if (h < 0 || h >= A.nslots || A.slot_node[h] == SLOT_FREE ||
@@ -1353,7 +1370,7 @@ int rg_collect(const int32_t *dead, int32_t n, const int32_t *weak, int32_t m, i
 
 void rg_postpone(void)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     if (A.gc_at <= A.n) A.gc_at = A.n > INT32_MAX / 2 ? INT32_MAX : 2 * A.n;
     rg_mutex_unlock(&A.lock);
 }
@@ -1361,7 +1378,7 @@ void rg_postpone(void)
 int rg_trim_handles(int32_t n)
 {
     int rc = RG_OK;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     for (int32_t h = n < 0 ? 0 : n; h < A.nslots; h++)
         if (A.slot_node[h] != SLOT_FREE) { rc = RG_EHANDLE; goto out; }
     if (n < 0 || n >= A.nslots) goto out;
@@ -1384,7 +1401,7 @@ out:
 int rg_set_max_nodes(int64_t n)
 {
     if (n < 1) return RG_EHANDLE;
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     A.max_nodes = n > INT32_MAX ? INT32_MAX : (int32_t)n;
     rg_mutex_unlock(&A.lock);
     return RG_OK;
@@ -1392,7 +1409,7 @@ int rg_set_max_nodes(int64_t n)
 
 void rg_get_stats(rg_stats *out)
 {
-    rg_mutex_lock(&A.lock);
+    arena_lock(&A.lock);
     out->nodes = A.n;
     out->capacity = A.cap;
     out->live = A.live;
@@ -1413,7 +1430,7 @@ void rg_get_stats(rg_stats *out)
    gone, and so are their pins: a pin taken by a thread that will never drop
    it would stop compaction for good. The forking thread's own pins stay, as
    its walk goes on in the child and will drop them. */
-static void fork_prepare(void) { rg_mutex_lock(&A.lock); }
+static void fork_prepare(void) { rg_mutex_lock(&A.lock); }   /* GIL held: see lock_slow */
 static void fork_parent(void) { rg_mutex_unlock(&A.lock); }
 
 static void fork_child(void)

@@ -214,6 +214,9 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
    versions[j], whose w lists ws[j] hold nw[j] items witems[...] in order,
    and neuron_type's tag is still tag; else 0. */
 intptr_t rg_object_dict(intptr_t obj);
+/* Called once at import (csrc/gil.h): a call that keeps the GIL waits for a
+   busy arena without it. */
+void rg_wait_without_gil(void);
 uint64_t rg_dict_version(intptr_t dict);
 uint32_t rg_type_tag(intptr_t type);
 int rg_neurons_hold(const intptr_t *seqs, const int32_t *lens, int32_t nseq,

@@ -47,6 +47,9 @@ _RG_PYGRAPH = lib.RG_PYGRAPH
 _RG_DATA, _RG_GRAD = lib.RG_DATA, lib.RG_GRAD
 _RG_EBUDGET = lib.RG_EBUDGET
 _RG_COLLECT = lib.RG_COLLECT
+# a call that keeps the GIL waits for an arena another thread holds without
+# it, so that other Python threads run meanwhile (csrc/gil.h)
+lib.rg_wait_without_gil()
 _reg = _c._reg
 _free = _c._free
 _more_slots = _c.more_slots

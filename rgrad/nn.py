@@ -165,6 +165,7 @@ class MLP(Module):
 
 
 _SEQUENCES = (list, tuple, _ParamList)
+_VALUE_ADD, _VALUE_MUL, _VALUE_RELU = Value.__add__, Value.__mul__, Value.relu
 _rg_layer, _rg_mlp = lib.rg_layer, lib.rg_mlp
 _PLAIN = {Value}
 _flat = itertools.chain.from_iterable
@@ -190,18 +191,23 @@ class _Plan:
         plan.fusable = False
         plan.state = None                  # holds() fails: checked again next call
         plan.check = None
-        if (type(neurons) not in _SEQUENCES or not neurons
-                or any(type(n) is not Neuron for n in neurons)):
+        if type(neurons) not in _SEQUENCES or not neurons:
             return plan
-        ws = [n.w for n in neurons]
-        plan.bs = [n.b for n in neurons]
-        nonlins = [n.nonlin for n in neurons]
+        ns = list(neurons)                 # everything below is read once, from here
+        if any(type(n) is not Neuron for n in ns):
+            return plan
         # each weight list is kept as a copy of its items, in a list of its
-        # type, so that holds() compares the list's current items with them
-        plan.state = [(Neuron, _copy(w), b, r) for w, b, r in zip(ws, plan.bs, nonlins)]
+        # type, so that holds() compares the list's current items with them;
+        # the checks and the handles below come from the copies (another
+        # thread may change a list meanwhile)
+        plan.state = [(Neuron, _copy(n.w), n.b, n.nonlin) for n in ns]
+        ws = [w for _, w, _, _ in plan.state]
+        plan.bs = [b for _, _, b, _ in plan.state]
+        nonlins = [r for _, _, _, r in plan.state]
         nin = len(ws[0]) if type(ws[0]) in _SEQUENCES else -1
-        if (all(type(w) in _SEQUENCES and len(w) == nin and
-                all(type(v) is Value for v in w) for w in ws)
+        if (_plain_arithmetic()
+                and all(type(w) in _SEQUENCES and len(w) == nin and
+                        all(type(v) is Value for v in w) for w in ws)
                 and all(type(b) is Value for b in plan.bs)
                 # bool and int keep their truth value, so it can be cached
                 and all(type(r) in (bool, int) and bool(r) == bool(nonlins[0])
@@ -219,7 +225,7 @@ class _Plan:
         items that are not identical compare equal only if they compute the
         same (a Value of the same node, an equal number as nonlin)."""
         seq = layer.neurons
-        if seq is not self.seq or self.state is None or Neuron.__call__ is not _NEURON_CALL:
+        if seq is not self.seq or self.state is None or not _plain_arithmetic():
             return False
         return _neurons_hold(self, (seq,))
 
@@ -290,7 +296,7 @@ class _Chain:
         neurons list, whose neurons still have the class, weights, bias and
         nonlinearity its plans were made from: the plans' own check
         (_Plan.holds), for all layers in one list comparison."""
-        if len(layers) != len(self.layers) or Neuron.__call__ is not _NEURON_CALL:
+        if len(layers) != len(self.layers) or not _plain_arithmetic():
             return False
         for layer, mine, seq, n in zip(layers, self.layers, self.seqs, self.lens):
             if layer is not mine or layer.neurons is not seq or len(seq) != n:
@@ -343,20 +349,26 @@ def _chain_for(mlp, x):
     return chain
 
 
+def _plain_arithmetic():
+    """Whether calling a neuron runs what a fused call computes: rgrad's own
+    Neuron.__call__, and the Value operators it uses."""
+    return (Neuron.__call__ is _NEURON_CALL and Value.__add__ is _VALUE_ADD
+            and Value.__mul__ is _VALUE_MUL and Value.relu is _VALUE_RELU)
+
+
 def _neurons_hold(plan, seqs):
     """Whether the neurons in the lists seqs still have the class, weights,
     bias and nonlinearity plan.state was read from: in one C call where C
     can read the objects (csrc/objects.c), else in one list comparison of
-    what each neuron's attributes are now. C's answer is checked by the
-    comparison when it says no (an attribute set to itself, or one added,
-    changes a neuron's dict without changing what it computes), and the C
-    check is made again from the objects as they are: before the comparison,
-    so that a change made meanwhile shows in C's next check. plan.check is
-    False where C cannot check these neurons: not tried again for this plan."""
+    what each neuron's attributes are now. When C says no (an attribute set
+    to itself, or one added, changes a neuron's dict without changing what it
+    computes), the comparison decides, and C's check is made again.
+    plan.check is False where C cannot check these neurons: not tried again
+    for this plan."""
     check = plan.check
     if check and _rg_neurons_hold(*check[0]):
         return True
-    fresh = False if check is False else _c_check(seqs)
+    fresh = False if check is False else _c_check(plan, seqs)
     try:
         ok = list(map(_state_of, _flat(seqs))) == plan.state
     except AttributeError:             # not a neuron any more, or one missing a part
@@ -365,39 +377,62 @@ def _neurons_hold(plan, seqs):
     return ok
 
 
-def _c_check(seqs):
-    """rg_neurons_hold's arguments for the neurons in the lists seqs as they
-    are now, with the objects they name (held, so that no address is reused
-    while the check is kept). None if Neuron has no version tag yet (a
-    lookup gives it one: try again), False where C cannot check them: C
-    cannot read objects here, a list is not an exact list, a neuron not a
-    plain Neuron with a w list, or Neuron computes w, b or nonlin itself.
-    Whatever is read after the tag and the dicts' versions is seen to change
-    by the next check if it changes meanwhile."""
+def _c_check(plan, seqs):
+    """rg_neurons_hold's arguments for the neurons in the lists seqs, with
+    the objects they name (held, so that no address is reused while the
+    check is kept). It stands on its own, whatever other threads do: each
+    neuron's dict is read at a version and found to hold the plan's bias,
+    nonlinearity and a weight list, and C compares that list's items with
+    the plan's copy of them at every call. None if this cannot be made now
+    (no version tag yet, or the neurons do not match the plan), False where
+    C cannot check these neurons: C cannot read objects here, a list is not
+    an exact list, a neuron not a plain Neuron with its own plain dict and a
+    w list, or a class Neuron inherits from defines w, b, nonlin or
+    __getattribute__ (only reading them will do)."""
     if not _C_READS_NEURONS or any(type(seq) is not list for seq in seqs):
         return False
-    tag = lib.rg_type_tag(id(Neuron))
-    if (Neuron.__getattribute__ is not object.__getattribute__
-            or any(hasattr(Neuron, k) for k in ("w", "b", "nonlin"))):
-        return False        # the class may compute them: only reading them will do
+    tag = lib.rg_type_tag(id(Neuron))       # any change to the class after this shows
+    if not _neuron_class_is_plain():
+        return False
     neurons = list(_flat(seqs))
     if any(type(n) is not Neuron for n in neurons):
         return False
-    dicts = list(map(vars, neurons))    # makes each neuron's dict, for good
-    versions = [lib.rg_dict_version(id(d)) for d in dicts]
-    ws = [d.get("w") for d in dicts]
-    if any(type(w) is not list for w in ws):
+    dicts = list(map(vars, neurons))        # makes each neuron's dict, for good
+    if (any(type(d) is not dict for d in dicts)
+            or [lib.rg_object_dict(id(n)) for n in neurons] != list(map(id, dicts))):
         return False
-    if not tag:
+    versions = [lib.rg_dict_version(id(d)) for d in dicts]   # a change after this shows
+    state = plan.state
+    if not tag or len(dicts) != len(state):
         return None
-    items = [v for w in ws for v in w]
+    ws = []
+    for d, (_, copy, b, r) in zip(dicts, state):
+        w, nonlin = d.get("w"), d.get("nonlin")
+        if type(w) is not list or type(copy) is not list:
+            return False
+        if d.get("b") is not b or type(nonlin) not in (bool, int) or nonlin != r:
+            return None
+        ws.append(w)
+    items = [v for _, copy, _, _ in state for v in copy]
     args = (ffi.new("intptr_t[]", [id(seq) for seq in seqs]),
             ffi.new("int32_t[]", [len(seq) for seq in seqs]), len(seqs), id(list),
             id(Neuron), tag, ffi.new("intptr_t[]", [id(d) for d in dicts]),
             ffi.new("uint64_t[]", versions), ffi.new("intptr_t[]", [id(w) for w in ws]),
-            ffi.new("int32_t[]", [len(w) for w in ws]),
+            ffi.new("int32_t[]", [len(copy) for _, copy, _, _ in state]),
             ffi.new("intptr_t[]", [id(v) for v in items]))
     return args, (list(seqs), dicts, ws, items)
+
+
+def _neuron_class_is_plain():
+    """Whether a Neuron's w, b and nonlin are what its dict holds: Neuron's
+    metaclass is type, and no class it inherits from but object has w, b,
+    nonlin or __getattribute__ in its own dict (read from the dicts, which
+    no descriptor can answer for)."""
+    if type(Neuron) is not type:
+        return False
+    mro = Neuron.__mro__
+    return mro[-1] is object and not any(
+        k in vars(c) for c in mro[:-1] for k in ("w", "b", "nonlin", "__getattribute__"))
 
 
 def _c_reads_neurons():

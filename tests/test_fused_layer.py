@@ -368,3 +368,124 @@ def test_weights_a_class_property_reads_from_elsewhere_are_followed(monkeypatch)
     table[id(layer.neurons[0])] = [Value(5.0), Value(6.0)]
     assert _data(layer(x)) == _reference(layer, x) == _unfused(layer, x)
 
+
+
+# ---- found by review: what C's check must not be fooled by ----------------------
+
+class _HiddenW:
+    """A data descriptor for w that is not there when asked on the class."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def __get__(self, obj, cls):
+        if obj is None:
+            raise AttributeError("w")
+        return self.table.get(id(obj), obj.__dict__["w"])
+
+    def __set__(self, obj, v):
+        obj.__dict__["w"] = v
+
+
+class _HiddenGetattribute:
+    """A __getattribute__ that looks like object's when asked on the class."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def __get__(self, obj, cls):
+        if obj is None:
+            return object.__getattribute__
+        table = self.table
+
+        def getattribute(name):
+            if name == "w" and id(obj) in table:
+                return table[id(obj)]
+            return object.__getattribute__(obj, name)
+        return getattribute
+
+
+@pytest.mark.parametrize("where", ["w on Neuron", "__getattribute__ on Module"])
+def test_a_descriptor_that_hides_from_the_class_is_seen(where, monkeypatch):
+    table = {}
+    if where == "w on Neuron":
+        monkeypatch.setattr(rnn.Neuron, "w", _HiddenW(table), raising=False)
+    else:
+        monkeypatch.setattr(rnn.Module, "__getattribute__", _HiddenGetattribute(table),
+                            raising=False)
+    random.seed(0)
+    layer = rnn.Layer(2, 2, nonlin=False)
+    x = [Value(1.0), Value(2.0)]
+    layer(x), layer(x)
+    table[id(layer.neurons[0])] = [Value(100.0), Value(100.0)]
+    assert _data(layer(x)) == _unfused(layer, x) == _reference(layer, x)
+
+
+def test_an_instance_dict_of_a_dict_subclass_is_not_read_by_its_methods():
+    decoy = []
+
+    class Decoy(dict):
+        def get(self, key, default=None):
+            return decoy if key == "w" else dict.get(self, key, default)
+
+    random.seed(0)
+    layer = rnn.Layer(2, 2, nonlin=False)
+    x = [Value(1.0), Value(2.0)]
+    layer(x)
+    n = layer.neurons[0]
+    n.__dict__ = Decoy(n.__dict__)
+    decoy[:] = list(n.w)
+    layer(x), layer(x)
+    n.w[0] = Value(100.0)
+    assert _data(layer(x)) == _unfused(layer, x) == _reference(layer, x)
+
+
+def test_weights_changed_back_while_the_check_is_remade_are_seen(checks):
+    """C's check is remade from the neurons' dicts and the plan's own copies
+    of the weights: a weight put back by another thread (a trace hook here)
+    between the remaking and the comparison cannot make C accept a weight
+    the plan does not have."""
+    import sys
+    random.seed(0)
+    layer = rnn.Layer(2, 2, nonlin=False)
+    x = [Value(1.0), Value(2.0)]
+    layer(x), layer(x)
+    w = layer.neurons[0].w
+    old, new = w[0], Value(100.0)
+    w[0] = new                                  # C's check fails at the next call
+    lines = []
+
+    def tracer(frame, event, arg):
+        if frame.f_code is not rnn._neurons_hold.__code__:
+            return None
+
+        def local(f, ev, a):
+            if ev == "line" and f.f_lineno not in lines and "fresh" in f.f_locals:
+                lines.append(f.f_lineno)
+                w[0] = old                      # "another thread" puts it back
+            return local
+        return local
+
+    sys.settrace(tracer)
+    try:
+        layer(x)
+    finally:
+        sys.settrace(None)
+    assert lines                                # the hook ran between the two
+    w[0] = new
+    assert _data(layer(x)) == _unfused(layer, x) == _reference(layer, x)
+
+
+@pytest.mark.parametrize("what", ["Neuron.__call__", "Value.__mul__"])
+def test_a_layer_follows_a_patched_neuron_call_or_value_operator(what, monkeypatch):
+    random.seed(1)
+    layer = rnn.Layer(2, 2, nonlin=False)
+    model = rnn.MLP(2, [3, 3, 1])
+    x = [Value(1.0), Value(2.0)]
+    layer(x), model(x), layer(x), model(x)
+    if what == "Neuron.__call__":
+        monkeypatch.setattr(rnn.Neuron, "__call__", lambda self, x: Value(42.0))
+    else:
+        monkeypatch.setattr(Value, "__mul__", lambda self, other: Value(7.0))
+    assert _data(layer(x)) == _unfused(layer, x)
+    assert model(x).data == _chained_reference(model, x, op_by_op=True)

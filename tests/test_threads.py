@@ -316,3 +316,49 @@ def test_a_long_call_lets_other_threads_run_while_it_works():
         if seen[-1]:
             break
     assert seen[-1], "the other thread ran only after the call returned"
+
+
+def test_a_call_waiting_for_the_arena_lets_other_threads_run():
+    """A call that keeps the GIL (a getter) and finds the arena held by
+    another thread's long call waits for it without the GIL (csrc/gil.h,
+    lock_slow). A third thread, which never calls rgrad, watches the long
+    call's output buffer: it sees the call unfinished again and again after
+    the getter started waiting. (If the getter waited with the GIL, the
+    watcher could run only once the long call was over.)"""
+    np = pytest.importorskip("numpy")
+    from rgrad._rgrad import ffi, lib
+    a = Value(2.0)
+    n = 20_000_000
+    hs = np.full(n, a._s, dtype=np.int32)      # one handle, read n times
+    seen = []
+    for _ in range(3):              # a busy machine may wake the threads late
+        out = np.full(n, np.nan)
+        go, waiting, done = threading.Event(), threading.Event(), threading.Event()
+
+        def getter():
+            go.wait()
+            time.sleep(0.005)       # the long call holds the arena by now
+            waiting.set()
+            a.data                  # waits for the arena
+            done.set()
+
+        def watcher():
+            waiting.wait()
+            count = 0
+            while not done.is_set() and math.isnan(out[-1]):
+                count += 1
+                time.sleep(0.0005)
+            seen.append(count)
+
+        threads = [threading.Thread(target=getter), threading.Thread(target=watcher)]
+        for t in threads:
+            t.start()
+        go.set()
+        rc = lib.rg_get_many(ffi.from_buffer("int32_t[]", hs), n, lib.RG_DATA,
+                             ffi.from_buffer("double[]", out))
+        for t in threads:
+            t.join(JOIN_TIMEOUT)
+        assert rc == lib.RG_OK and out[-1] == 2.0
+        if seen[-1] >= 5:
+            break
+    assert seen[-1] >= 5, seen
