@@ -179,9 +179,9 @@ def _collect(force):
     global _releasing, _sweep_at
     _resume()
     while True:
-        dead, kept = _sweep()
+        dead, kept, dead_c = _sweep()
         weak = _weak_slots() + kept
-        dead_c, weak_c = ffi.new("int32_t[]", dead), ffi.new("int32_t[]", weak)
+        weak_c = ffi.new("int32_t[]", weak)
         _releasing = dead       # from here to the call: no call
         compacted = lib.rg_collect(dead_c, len(dead), weak_c, len(weak), force)
         _finish_release()
@@ -199,34 +199,25 @@ def _collect(force):
 
 
 def _collect_young():
-    """Frees the slots of the Values of the last batch that have died. (It
-    runs once every _BATCH new Values: C's list of the dead goes straight
-    back to C.)"""
-    global _batch, _releasing
+    """Frees the slots of the Values of the last batch that have died."""
+    global _batch
     _resume()
     batch, _batch = _batch, []
     if not batch:
         return
     if max(batch) >= len(_reg):             # the table has shrunk since
         batch = [s for s in batch if s < len(_reg)]
-    if not _probe_ok:
-        _release(_sweep(batch)[0])
-        return
-    n = len(batch)
-    out = ffi.new("int32_t[]", n)
-    dead = lib.rg_sweep(id(_reg), ffi.new("int32_t[]", batch), n, _plain, _layout, out,
-                        ffi.new("int32_t *"))
-    if dead:
-        _releasing = ffi.unpack(out, dead)  # from here to the call: no call
-        lib.rg_collect(out, dead, ffi.NULL, 0, -1)
-        _finish_release()
+    dead, _, dead_c = _sweep(batch)
+    _release(dead, dead_c)
 
 
-def _release(dead):
-    """Frees the slots of these dead Values (no compaction)."""
+def _release(dead, dead_c=None):
+    """Frees the slots of these dead Values (no compaction). dead_c: the
+    same slots as a C array, if the caller has one (rg_sweep's)."""
     global _releasing
     if dead:
-        dead_c = ffi.new("int32_t[]", dead)
+        if dead_c is None:
+            dead_c = ffi.new("int32_t[]", dead)
         _releasing = dead       # from here to the call: no call
         lib.rg_collect(dead_c, len(dead), ffi.NULL, 0, -1)
         _finish_release()
@@ -249,14 +240,16 @@ def _sweep(slots=None):
     attributes of its own, or one that `_prev` handed out (micrograd's Values
     live as long as the graph that holds them, and code that found a node
     expects the same object, with the same id(), while the node lives).
-    Either kind whose node is freed has died. Runs with collection excluded."""
+    Either kind whose node is freed has died. Returns (dead, kept, dead_c):
+    dead_c a C array that starts with the dead slots, for rg_collect. Runs
+    with collection excluded."""
     n = len(_reg) if slots is None else len(slots)
     if _probe_ok:
         out = ffi.new("int32_t[]", n)
         kept = ffi.new("int32_t *")
         dead = lib.rg_sweep(id(_reg), ffi.NULL if slots is None else ffi.new("int32_t[]", slots),
                             n, _plain, _layout, out, kept)
-        return ffi.unpack(out, dead), ffi.unpack(out + (n - kept[0]), kept[0])
+        return ffi.unpack(out, dead), ffi.unpack(out + (n - kept[0]), kept[0]), out
     # the same in Python, where C cannot read objects (not CPython's layout)
     # (3: the registry, the list and the call)
     if slots is None:
@@ -273,7 +266,7 @@ def _sweep(slots=None):
             dead.append(s)
         else:
             kept.append(s)
-    return dead, kept
+    return dead, kept, ffi.new("int32_t[]", dead)
 
 
 _probe_ok = False       # rg_sweep can read Value objects (set by init)
