@@ -495,10 +495,12 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
      same object, with the same version tag (CPython 3.11 gives a dict a new
      one whenever an item is set or deleted): so its w, b and nonlin are the
      same objects;
-   - the weights: each w list (an exact list) holds the same items.
+   - the weights: each w list (an exact list) holds, in order, the items of
+     the plan's copy of it (rgrad/nn.py matched each dict, at its version,
+     to the plan when it made the check).
 
    The neurons come from the layers' own lists, read as they are now; the
-   plan holds the dicts, the w lists and their items, so no address can be
+   check holds the dicts, the w lists and the copies' items, so no address can be
    reused by another object while it does. Called with the GIL held (see
    gil.h), so nothing changes or is freed meanwhile. */
 

@@ -130,7 +130,7 @@ def _grow():
 
 def take(obj):
     """Registers obj under a free slot and returns the slot (for the calls that
-    are not on the hot path; the operators inline this)."""
+    are not on the hot path; the operators and engine._make_leaf inline this)."""
     while not _free:
         more_slots()
     s = _free[-1]
