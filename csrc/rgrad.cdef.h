@@ -214,15 +214,19 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
    versions[j], whose w lists ws[j] hold nw[j] items witems[...] in order,
    and neuron_type's tag is still tag; else 0. */
 intptr_t rg_object_dict(intptr_t obj);
-/* Called once at import (csrc/gil.h): a call that keeps the GIL waits for a
-   busy arena without it. */
-void rg_wait_without_gil(void);
 uint64_t rg_dict_version(intptr_t dict);
 uint32_t rg_type_tag(intptr_t type);
 int rg_neurons_hold(const intptr_t *seqs, const int32_t *lens, int32_t nseq,
                     intptr_t list_type, intptr_t neuron_type, uint32_t tag,
                     const intptr_t *dicts, const uint64_t *versions,
                     const intptr_t *ws, const int32_t *nw, const intptr_t *witems);
+
+/* The GIL (csrc/gil.h, in the Python module only). rg_wait_without_gil:
+   called once at import, so that a call that keeps the GIL waits for a busy
+   arena without it. rg_gil_releases: how many calls have released it so far
+   (for the tests). */
+void rg_wait_without_gil(void);
+int64_t rg_gil_releases(void);
 
 /* Ops defined in Python (Value(data, _children, _op) and _backward closures).
    rg_custom makes an RG_PY node with the given data and children;

@@ -362,3 +362,36 @@ def test_a_call_waiting_for_the_arena_lets_other_threads_run():
         if seen[-1] >= 5:
             break
     assert seen[-1] >= 5, seen
+
+
+def test_short_calls_keep_the_gil():
+    """Only calls with enough work release the GIL (csrc/gil.h,
+    RG_RELEASE_AT). A thread that lets it go for a moment, over and over,
+    keeps other threads from running: each release counts as a switch, so a
+    waiting thread never asks for the GIL, and it is rarely awake in time to
+    take it. Counted by rg_gil_releases: operators with their results
+    dropped (and the young collections they cause), a small MLP's calls,
+    leaves, zero_grad and an optimizer's step release it never; a large
+    layer and many leaves do."""
+    from rgrad._rgrad import lib
+    from rgrad.nn import Layer
+    rgrad.collect()                 # no compaction falls due below
+    m = MLP(2, [16, 16, 1])
+    opt = SGD(m.parameters(), lr=0.1)
+    big, x = Layer(200, 100), [Value(0.1) for _ in range(200)]
+    xs = [0.0] * 20000
+    a, b = Value(2.0), Value(3.0)
+    before = lib.rg_gil_releases()
+    for _ in range(5000):           # about 20 young collections
+        a * b
+    for k in range(50):
+        m(rgrad.values([0.5, k / 50]))
+    m.zero_grad()
+    opt.step()
+    rgrad.get_data(m.parameters())
+    assert lib.rg_gil_releases() == before
+    y = big(x)                      # 20,000 multiply-adds
+    assert lib.rg_gil_releases() == before + 1
+    del y
+    rgrad.values(xs)                # (and the collection its new slots may need)
+    assert lib.rg_gil_releases() >= before + 2
