@@ -7,6 +7,8 @@ WORKLOAD is one of:
   chain-backward   backward() of a 10,000-step chain (20,000 nodes)
   chain-replay     forward() then backward() of that chain
   demo-step        one eager step of micrograd's demo (rgrad.bench_workloads.demo_step)
+  demo-replay      forward() then backward() of the demo step's graph (65,077
+                   interior nodes: rgrad.bench_peers' rgrad-replay, untimed)
 
 Instructions per round: run it with ROUNDS 1 and 21 (3 for demo-step) and
 divide the difference of the two totals by the difference of the rounds.
@@ -31,5 +33,11 @@ elif WORKLOAD == "demo-step":
     model = W.demo_model(impl)
     for _ in range(ROUNDS):
         W.demo_step(impl, model, X, y)
+elif WORKLOAD == "demo-replay":
+    from rgrad.bench_peers import FACTORIES
+    total = FACTORIES["rgrad-replay"](*W.moons()).total
+    for _ in range(ROUNDS):
+        total.forward()
+        total.backward()
 else:
-    sys.exit(f"unknown workload {WORKLOAD!r}: chain-backward, chain-replay or demo-step")
+    sys.exit(f"unknown workload {WORKLOAD!r}: chain-backward, chain-replay, demo-step or demo-replay")

@@ -60,6 +60,18 @@ _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
 #define SLOT_KEEP 2              /* slot_weak: handed out by _prev, so its Value lives as
                                     long as the node (rg_sweep), as micrograd's would */
 
+/* An instruction of replay's program (tape.c): node z run by step() (n == 0),
+   or a chain of n multiply-adds, terms[t0 .. t0 + n), added to node start,
+   whose last sum is z. */
+typedef struct {
+    int32_t z, n, t0, start;
+} rg_instr;
+
+/* A chain's term: a product node and the sum node that adds it. */
+typedef struct {
+    int32_t product, sum;
+} rg_term;
+
 typedef struct {
     rg_mutex lock;
     rg_node *nodes;
@@ -95,6 +107,11 @@ typedef struct {
     int32_t *tape;
     int32_t tape_len, tape_cap, tape_root;
     int64_t tape_gen;
+    /* Replay's program (tape.c): the tape with its chains fused, made from
+       it when replay first needs it (prog_len < 0: not made for this tape). */
+    rg_instr *prog;
+    rg_term *terms;
+    int32_t prog_len, prog_cap, terms_cap;
 } rg_arena;
 
 extern RG_INTERNAL rg_arena A;
@@ -106,6 +123,12 @@ static inline int32_t node_of(int32_t h)
     return A.slot_node[h];
 }
 
+
+/* tape.c, called with the lock held and the tape made (rgrad.c, tape_for):
+   replay over the tape, forward (stops at the first op that fails, with its
+   result code) and backward. */
+RG_INTERNAL int replay_forward(rg_node *nodes);
+RG_INTERNAL void replay_backward(rg_node *nodes);
 
 /* rgrad.c; all called with the lock held */
 RG_INTERNAL void *rg_realloc(void *p, size_t size);   /* realloc, or a fault for a test */

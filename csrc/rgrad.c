@@ -1,5 +1,6 @@
-/* rgrad.c: the arena of nodes, every op's forward value and local derivatives,
-   backward, and the collection that reclaims dead nodes.
+/* rgrad.c: the arena of nodes, making them, backward, replay's tape, and the
+   collection that reclaims dead nodes. Each op's forward value and local
+   derivatives are in ops.h; replay runs the tape through tape.c.
 
    Nodes are appended in creation order, so each node's children sit at lower
    indices: creation order is a topological order. Backward marks what the root
@@ -7,17 +8,14 @@
    down without reordering them, so this stays true.
 
    Python holds handles (slots of the handle table), never node indices. One
-   mutex guards everything, because cffi releases the GIL around each call.
+   mutex guards everything, as long calls run without the GIL (gil.h).
    Nothing here prints or exits: every failure is a result code. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
-
-
-
-enum { FWD, BWD };
+#include "ops.h"
 
 /* Anomaly mode, per thread: ops check their results, and the first NaN or
    infinity is described here for Python. A thread that enters the mode gets an
@@ -29,6 +27,7 @@ rg_arena A = {
     .lock = RG_MUTEX_INIT,
     .max_nodes = INT32_MAX,
     .tape_root = -1,
+    .prog_len = -1,
     .gc_at = GC_MIN_NODES,
 };
 
@@ -56,249 +55,6 @@ int64_t rg_fault_after(int64_t n)
     fault_countdown = n;
     rg_mutex_unlock(&A.lock);
     return made;
-}
-
-/* ---- ops ---------------------------------------------------------------- */
-
-/* x ** k with the errors Python's float ** raises (a negative base with a
-   fractional exponent is ValueError here, where Python would go complex). */
-static int pow_checked(double x, double k, double *out)
-{
-    if (isfinite(x) && isfinite(k)) {
-        if (x == 0.0 && k < 0.0)
-            return RG_EZERODIV;
-        if (x < 0.0 && k != floor(k))
-            return RG_EDOMAIN;
-        *out = pow(x, k);
-        return isinf(*out) ? RG_EOVERFLOW : RG_OK;
-    }
-    *out = pow(x, k);  /* C99 Annex F special cases: the same as Python's */
-    return RG_OK;
-}
-
-/* 1 / (1 + e^-x), taking exp of -|x| only: no overflow, exact 0 and 1 far out */
-static double sigmoid(double x)
-{
-    double e = exp(-fabs(x));
-    return x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-}
-
-/* The int bits (arena.h), kept without branches. In forward, idata(z, k)
-   sets z's F_IDATA to k's (its data is an int in micrograd) and its F_IGRAD
-   (forward zeroes grads: micrograd's int 0). unsign(z) drops the sign of an
-   int zero, as an int has none (0 * -1 is 0 in micrograd, -0.0 in doubles).
-   In backward, share(z, k) is the mask that each child ANDs into its flags:
-   what z passes on is an int iff z's grad is one and k's F_IGRAD bit is set
-   (micrograd's grad stays an int only while every contribution is one). */
-/* Whether an int micrograd would hold as v is one a double holds exactly
-   (below 2**53 in size): past that, an int rgrad computed or was given has
-   been rounded, and it is a float from then on. NaN is none. */
-static inline int exact_int(double v)
-{
-    return fabs(v) < 0x1p53;
-}
-
-static inline void idata(rg_node *z, unsigned k)
-{
-    if ((k & F_IDATA) && !exact_int(z->data)) k = 0;   /* rounded: a float now */
-    z->flags = (uint8_t)((z->flags & ~(unsigned)F_IDATA) | F_IGRAD | (k & F_IDATA));
-}
-
-static inline void unsign(rg_node *z)
-{
-    z->data += (z->flags & F_IDATA) ? 0.0 : -0.0;   /* x + -0.0 is x, even -0.0 */
-}
-
-static inline uint8_t share(const rg_node *z, unsigned k)
-{
-    return (uint8_t)((z->flags & k) | ~(unsigned)F_IGRAD);
-}
-
-#define ALL 0xffu           /* share(z, ALL): z's grad passes on as it is */
-#define NONE 0u             /* a float in micrograd, whatever z's grad */
-#define DATA_AS_GRAD(n) ((unsigned)(n)->flags << 1)   /* F_IDATA at F_IGRAD */
-#define ARG_AS_GRAD(z) ((unsigned)(z)->flags >> 1)    /* F_IARG at F_IGRAD */
-#define ARG_AS_DATA(z) ((unsigned)(z)->flags >> 2)    /* F_IARG at F_IDATA */
-
-/* One op, one case: its forward value (dir == FWD) and its local derivatives
-   (dir == BWD). x and y are the children, z the node itself, dz its grad.
-   Backward only adds into children (and clears their F_IGRAD where what it
-   adds is not an int in micrograd). */
-RG_ALWAYS_INLINE int step(rg_node *nodes, rg_node *z, int dir)
-{
-    rg_node *x = z->a >= 0 ? &nodes[z->a] : NULL;
-    rg_node *y = z->b >= 0 ? &nodes[z->b] : NULL;
-    double c = z->arg, dz = z->grad;
-    int rc;
-
-    switch (z->op) {
-    case RG_LEAF:   /* its data is set from Python; nothing flows further */
-    case RG_LINK:   /* carries a Python op's third and later children */
-        return RG_OK;
-    case RG_PY:     /* an op defined in Python: Python runs it (rg_run stops here) */
-        return dir == FWD ? RG_EPYOP : RG_OK;
-    case RG_ADD:    /* z = x + y;  dx += dz, dy += dz */
-        if (dir == FWD) {
-            z->data = x->data + y->data;
-            idata(z, x->flags & y->flags);
-        } else {
-            uint8_t m = share(z, ALL);
-            x->grad += dz; x->flags &= m;
-            y->grad += dz; y->flags &= m;
-        }
-        return RG_OK;
-    case RG_MUL:    /* z = x * y;  dx += y dz, dy += x dz */
-        if (dir == FWD) {
-            z->data = x->data * y->data;
-            idata(z, x->flags & y->flags);
-            unsign(z);
-        } else {
-            uint8_t mx = share(z, DATA_AS_GRAD(y)), my = share(z, DATA_AS_GRAD(x));
-            x->grad += y->data * dz; x->flags &= mx;
-            y->grad += x->data * dz; y->flags &= my;
-        }
-        return RG_OK;
-    case RG_ADDC:   /* z = x + c;  dx += dz */
-        if (dir == FWD) {
-            z->data = x->data + c;
-            idata(z, x->flags & ARG_AS_DATA(z));
-        } else {
-            x->grad += dz; x->flags &= share(z, ALL);
-        }
-        return RG_OK;
-    case RG_MULC:   /* z = x * c;  dx += c dz */
-        if (dir == FWD) {
-            z->data = x->data * c;
-            idata(z, x->flags & ARG_AS_DATA(z));
-            unsign(z);
-        } else {
-            x->grad += c * dz; x->flags &= share(z, ARG_AS_GRAD(z));
-        }
-        return RG_OK;
-    case RG_NEG:    /* z = -x;  dx += -dz  (micrograd's x * -1) */
-        if (dir == FWD) {
-            z->data = -x->data;
-            idata(z, x->flags);
-            unsign(z);
-        } else {
-            x->grad += -dz; x->flags &= share(z, ALL);
-        }
-        return RG_OK;
-    case RG_POWU:   /* z = x ** c, unchecked (in gradient graphs); backward as RG_POW's */
-        if (dir == FWD) {
-            z->data = pow(x->data, c);
-            idata(z, NONE);
-            return RG_OK;
-        }
-        /* fall through */
-    case RG_POW:    /* z = x ** c;  dx += (c x**(c-1)) dz */
-        if (dir == FWD) {       /* an int ** an int >= 0 is an int in Python */
-            rc = pow_checked(x->data, c, &z->data);
-            idata(z, c >= 0.0 ? x->flags & ARG_AS_DATA(z) : NONE);
-            return rc;
-        }
-        x->grad += (c * pow(x->data, c - 1.0)) * dz;
-        x->flags &= share(z, z->op == RG_POW && c >= 1.0 ? DATA_AS_GRAD(x) & ARG_AS_GRAD(z)
-                                                         : NONE);
-        return RG_OK;
-    case RG_RELU:   /* z = x < 0 ? 0 : x;  dx += [z > 0] dz */
-        if (dir == FWD) {       /* micrograd's 0 is an int */
-            z->data = x->data < 0.0 ? 0.0 : x->data;
-            idata(z, x->data < 0.0 ? F_IDATA : x->flags);
-        } else {
-            x->grad += (z->data > 0.0 ? 1.0 : 0.0) * dz; x->flags &= share(z, ALL);
-        }
-        return RG_OK;
-    case RG_TANH:   /* z = tanh x;  dx += (1 - z^2) dz */
-        if (dir == FWD) {
-            z->data = tanh(x->data);
-            idata(z, NONE);
-        } else {
-            x->grad += (1.0 - z->data * z->data) * dz; x->flags &= share(z, NONE);
-        }
-        return RG_OK;
-    case RG_EXP:    /* z = e^x;  dx += z dz */
-        if (dir == FWD) {
-            z->data = exp(x->data);
-            idata(z, NONE);
-            if (isinf(z->data) && isfinite(x->data)) return RG_EOVERFLOW;
-        } else {
-            x->grad += z->data * dz; x->flags &= share(z, NONE);
-        }
-        return RG_OK;
-    case RG_LNZ:    /* z = ln x, 0 at 0 (unchecked: NaN below); backward as RG_LOG's */
-        if (dir == FWD) {
-            z->data = x->data == 0.0 ? 0.0 : log(x->data);
-            idata(z, NONE);
-            return RG_OK;
-        }
-        /* fall through */
-    case RG_LOG:    /* z = ln x;  dx += dz / x */
-        if (dir == FWD) {
-            if (x->data <= 0.0) return RG_EDOMAIN;
-            z->data = log(x->data);
-            idata(z, NONE);
-        } else {
-            x->grad += dz / x->data; x->flags &= share(z, NONE);
-        }
-        return RG_OK;
-    case RG_SIGMOID:  /* z = 1 / (1 + e^-x);  dx += z (1 - z) dz */
-        if (dir == FWD) {
-            z->data = sigmoid(x->data);
-            idata(z, NONE);
-        } else {
-            x->grad += z->data * (1.0 - z->data) * dz; x->flags &= share(z, NONE);
-        }
-        return RG_OK;
-    case RG_SOFTPLUS:  /* z = ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|);  dx += sigmoid(x) dz */
-        if (dir == FWD) {
-            z->data = (x->data > 0.0 ? x->data : 0.0) + log1p(exp(-fabs(x->data)));
-            idata(z, NONE);
-        } else {
-            x->grad += sigmoid(x->data) * dz; x->flags &= share(z, NONE);
-        }
-        return RG_OK;
-    case RG_POWVU:  /* z = x ** y, unchecked (in gradient graphs); backward as RG_POWV's */
-        if (dir == FWD) {
-            z->data = pow(x->data, y->data);
-            idata(z, NONE);
-            return RG_OK;
-        }
-        /* fall through */
-    case RG_POWV:   /* z = x ** y;  dx += (y x**(y-1)) dz,  dy += (z ln x) dz */
-        if (dir == FWD) {
-            rc = pow_checked(x->data, y->data, &z->data);
-            idata(z, y->data >= 0.0 ? x->flags & y->flags : NONE);
-            return rc;
-        }
-        x->grad += (y->data * pow(x->data, y->data - 1.0)) * dz;
-        x->flags &= share(z, z->op == RG_POWV && y->data >= 1.0
-                                 ? DATA_AS_GRAD(x) & DATA_AS_GRAD(y) : NONE);
-        /* 0 ** y for y >= 0 has no slope in y that log could give: 0, as in PyTorch */
-        if (!(x->data == 0.0 && y->data >= 0.0)) {
-            y->grad += (z->data * log(x->data)) * dz;
-            y->flags &= share(z, NONE);
-        }
-        return RG_OK;
-    case RG_STEP:   /* z = [x > 0] (relu's derivative);  its own derivative is 0 */
-        if (dir == FWD) {
-            z->data = x->data > 0.0 ? 1.0 : 0.0;
-            idata(z, NONE);
-        }
-        return RG_OK;
-    case RG_RPOWC:  /* z = c ** x;  dx += (z ln c) dz */
-        if (dir == FWD) {
-            rc = pow_checked(c, x->data, &z->data);
-            idata(z, x->data >= 0.0 ? x->flags & ARG_AS_DATA(z) : NONE);
-            return rc;
-        }
-        if (!(c == 0.0 && x->data >= 0.0)) {
-            x->grad += (z->data * log(c)) * dz;
-            x->flags &= share(z, NONE);
-        }
-        return RG_OK;
-    }
-    return RG_EHANDLE;  /* unreachable: op codes are set only in this file */
 }
 
 int rg_step(rg_node *nodes, rg_node *z, int backward)
@@ -733,6 +489,7 @@ static int tape_for(int32_t r)
         A.tape[hi] = t;
     }
     A.tape_len = k;
+    A.prog_len = -1;                        /* made from it when replay needs it */
     A.tape_root = r;
     A.tape_gen = A.collections;
     return RG_OK;
@@ -761,9 +518,8 @@ int rg_backward(int32_t root)
                 step(nodes, z, BWD);
                 if (!finite_backward(z)) rc = RG_EANOMALY;
             }
-        } else if (tape_holds(r)) {          /* replayed: walk its tape */
-            for (int32_t k = A.tape_len - 1; k >= 0; k--)
-                step(nodes, &nodes[A.tape[k]], BWD);
+        } else if (tape_holds(r)) {          /* replayed: its program (tape.c) */
+            replay_backward(nodes);
         } else {                             /* mark and walk down in one pass */
             uint8_t *mark = A.mark;
             int32_t pending = 0;
@@ -794,12 +550,15 @@ int rg_forward(int32_t root)
     if (needs_python(r)) { rc = RG_PYGRAPH; goto out; }   /* Python walks it with rg_run */
     if ((rc = tape_for(r)) != RG_OK) goto out;
     rg_node *nodes = A.nodes;
-    int check = anomaly_on();
-    for (int32_t k = 0; k < A.tape_len && rc == RG_OK; k++) {
+    if (!anomaly_on()) {
+        rc = replay_forward(nodes);          /* its program (tape.c) */
+        goto out;
+    }
+    for (int32_t k = 0; k < A.tape_len && rc == RG_OK; k++) {   /* checked, node by node */
         rg_node *z = &nodes[A.tape[k]];
         z->grad = 0.0;                      /* (step sets F_IGRAD: an int 0) */
         rc = step(nodes, z, FWD);
-        if (check && rc == RG_OK && !finite_forward(z)) rc = RG_EANOMALY;
+        if (rc == RG_OK && !finite_forward(z)) rc = RG_EANOMALY;
     }
 out:
     rg_mutex_unlock(&A.lock);
@@ -1319,9 +1078,14 @@ static void compact(void)
         A.n = kept;
         A.collections++;
         A.haspy_stale = 0;
-        free(A.tape);          /* its indices are stale now */
+        free(A.tape);          /* its indices are stale now, and its program's */
+        free(A.prog);
+        free(A.terms);
         A.tape = NULL;
-        A.tape_len = A.tape_cap = 0;
+        A.prog = NULL;
+        A.terms = NULL;
+        A.tape_len = A.tape_cap = A.prog_cap = A.terms_cap = 0;
+        A.prog_len = -1;
         A.tape_root = -1;
     } else {
         kept = n;  /* no memory to compact with: let the arena grow instead */

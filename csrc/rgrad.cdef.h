@@ -125,6 +125,11 @@ int rg_backward(int32_t root);
    theirs). Stops at the first op that fails, with its result code. */
 int rg_forward(int32_t root);
 
+/* The number of instructions in replay's program for the last tape it ran
+   (csrc/tape.c: each chain of multiply-adds is one), or -1 if none was made
+   for it (for the tests). */
+int32_t rg_replay_program(void);
+
 /* Reading and writing a node. rg_data and rg_grad return NaN for a dead handle
    (check with rg_valid). */
 int rg_valid(int32_t h);

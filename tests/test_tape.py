@@ -1,0 +1,198 @@
+"""Replay's program (csrc/tape.c): forward() and backward() of a replayed
+graph run each chain of multiply-adds (a neuron's sum) as one instruction.
+Every node must end with the bits and the int-or-float types that running
+the ops one node at a time gives. Anomaly mode still runs them one node at a
+time (it checks each node), so each test runs the same steps both ways and
+compares every node of the graph: data and grad, their types, and the sign
+of zero."""
+import math
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rgrad
+from rgrad import Value
+from rgrad._rgrad import lib
+
+
+def bits(x):
+    return type(x).__name__, struct.pack("<d", float(x))      # -0.0 and 0.0 differ
+
+
+def snapshot(nodes):
+    return [(bits(v.data), bits(v.grad)) for v in nodes]
+
+
+def run(root, nodes, leaves, one_by_one, steps):
+    """Zeroes the leaves' grads (int 0), runs steps ("f" forward, "b"
+    backward) on root, one node at a time or by the program, and returns
+    every node's state."""
+    for v in leaves:
+        v.grad = 0
+    if one_by_one:
+        with rgrad.detect_anomaly():
+            for s in steps:
+                root.forward() if s == "f" else root.backward()
+    else:
+        for s in steps:
+            root.forward() if s == "f" else root.backward()
+    return snapshot(nodes)
+
+
+def both_ways(root, nodes, leaves, steps="fbb"):
+    plain = run(root, nodes, leaves, True, steps)
+    fused = run(root, nodes, leaves, False, steps)
+    return plain, fused
+
+
+def backward_from(root, nodes, leaves, grads, one_by_one):
+    """backward() alone, from grads set on every node (after a forward, so
+    that the tape is made): what it adds to grads that are not zero."""
+    root.forward()
+    for v, g in zip(nodes, grads):
+        v.grad = g
+    if one_by_one:
+        with rgrad.detect_anomaly():
+            root.backward()
+    else:
+        root.backward()
+    return snapshot(nodes)
+
+
+def chains():
+    """Sums as micrograd's Neuron writes them and otherwise: products either
+    way round, the sum on either side, a weight in two terms, a factor that
+    is also the start, a square, an inner sum used again (no fusion past
+    it), ints and floats, and int zeros that keep no sign."""
+    x = [Value(0.5), Value(-2), Value(3)]
+    ws = [Value(v) for v in (2, -1.25, 0, -0.0, 3, 2**53 - 1)]
+    b0, b1 = Value(1), Value(0.25)
+    nodes = []
+
+    def keep(v):
+        nodes.append(v)
+        return v
+
+    n1 = keep(sum((keep(w * xi) for w, xi in zip(ws, x)), b0))       # Neuron
+    n2 = keep(sum((keep(xi * w) for w, xi in zip(ws[1:], x)), x[0]))  # x * w
+    n3 = keep(keep(x[1] * ws[2]) + keep(x[2] * ws[2]))   # an int 0 from -2 * 0
+    s = keep(keep(ws[3] * x[2]) + n1)                     # the sum on the right
+    s = keep(s + keep(ws[4] * x[2]))
+    sq = keep(b1 + keep(x[1] * x[1]) + keep(b1 * b1))     # squares; b1 starts and is a factor
+    big = keep(ws[5] * x[2] + ws[5] * ws[4])              # ints past 2**53: floats
+    inner = keep(b0 + keep(ws[0] * n1))
+    reused = keep(inner + keep(ws[1] * n2))               # inner read twice
+    out = keep(keep(reused + keep(ws[2] * inner)).relu() * n3 + s.tanh() + sq * big)
+    zero = keep(keep(ws[2] * x[1]) * -1.5)                # an int 0 times a float: +0.0
+    nz = Value(-0.0)
+    signless = keep(nz + keep(x[1] * ws[2]))              # -0.0 + the int 0 of -2 * 0: +0.0
+    root = keep(out + zero + n1 * n2 + signless)
+    leaves = x + ws + [b0, b1, nz]
+    return root, nodes + leaves, leaves
+
+
+def test_chains_give_the_bits_of_the_ops_one_by_one():
+    root, nodes, leaves = chains()
+    plain, fused = both_ways(root, nodes, leaves)
+    assert fused == plain
+    # it did fuse: fewer instructions than nodes on the tape
+    assert 0 < lib.rg_replay_program() < lib.rg_tape(root._s, rgrad._rgrad.ffi.NULL, 0)
+    # and the grads are not all zero or all ints: the test can see a change
+    assert any(g[1][0] == "float" and g[1][1] != bits(0.0)[1] for g in fused)
+    assert any(g[0][0] == "int" for g in fused)
+
+
+@pytest.mark.parametrize("grads", [
+    [0.5, -0.0, 3, 0, -2.25],
+    [1, 2, 0, -0.0],
+], ids=["floats-and-ints", "ints"])
+def test_backward_alone_adds_to_the_grads_it_finds(grads):
+    root, nodes, leaves = chains()
+    start = [grads[k % len(grads)] for k in range(len(nodes))]
+    plain = backward_from(root, nodes, leaves, start, True)
+    fused = backward_from(root, nodes, leaves, start, False)
+    assert fused == plain
+
+
+def test_the_demo_graph_gives_the_bits_of_the_ops_one_by_one():
+    from rgrad.bench_peers import FACTORIES
+    from rgrad.bench_workloads import moons
+    peer = FACTORIES["rgrad-replay"](*moons())
+    root = peer.total
+    params = peer.model.parameters()
+    plain, fused = both_ways(root, [root] + params, params)
+    assert fused == plain
+    assert lib.rg_replay_program() < lib.rg_tape(root._s, rgrad._rgrad.ffi.NULL, 0) / 5
+
+
+# ---- random graphs of neurons ------------------------------------------------
+
+LEAF = st.one_of(
+    st.integers(-3, 3),
+    st.sampled_from([2**53 - 1, 2**53 + 2, -(2**52) - 1, 3**34]),
+    st.sampled_from([0.5, -0.0, 0.0, -1.25, 1e-300, 3.0, 2.5e15, -7.75]),
+)
+TERM = st.tuples(st.integers(0, 99), st.integers(0, 99),       # w, x
+                 st.booleans(), st.booleans(),                  # x * w, p + acc
+                 st.sampled_from([None, None, None, "product", "sum"]))   # read again
+NEURON = st.tuples(st.integers(0, 99), st.lists(TERM, min_size=1, max_size=6),
+                   st.sampled_from(["relu", "tanh", None]))
+
+
+@st.composite
+def graphs(draw):
+    return (draw(st.lists(LEAF, min_size=2, max_size=6)),
+            draw(st.lists(NEURON, min_size=1, max_size=5)),
+            draw(st.lists(st.booleans(), min_size=4, max_size=4)))
+
+
+def build(case):
+    values, neurons, joins = case
+    leaves = [Value(v) for v in values]
+    pool, nodes = list(leaves), []
+    for start, terms, act in neurons:
+        acc = pool[start % len(pool)]
+        for w, x, swap, left, again in terms:
+            a, b = pool[w % len(pool)], pool[x % len(pool)]
+            p = b * a if swap else a * b
+            acc = p + acc if left else acc + p
+            nodes += [p, acc]
+            if again:                        # read by another node: a chain ends here
+                pool.append(p if again == "product" else acc)
+        out = acc.relu() if act == "relu" else acc.tanh() if act == "tanh" else acc
+        nodes.append(out)
+        pool.append(out)
+    root = pool[len(leaves)]
+    for k, v in enumerate(pool[len(leaves) + 1:]):
+        root = root * v if joins[k % 4] else root + v
+        nodes.append(root)
+    return root, nodes + leaves, leaves
+
+
+@settings(max_examples=150, deadline=None)
+@given(graphs())
+def test_random_neurons_give_the_bits_of_the_ops_one_by_one(case):
+    root, nodes, leaves = build(case)
+    try:
+        plain = run(root, nodes, leaves, True, "fbb")
+    except (ArithmeticError, ValueError):
+        return                               # anomaly mode refused an inf or a NaN
+    fused = run(root, nodes, leaves, False, "fbb")
+    assert fused == plain
+    start = [(0.5, 2, -0.0, 0)[k % 4] for k in range(len(nodes))]
+    assert backward_from(root, nodes, leaves, start, False) == \
+        backward_from(root, nodes, leaves, start, True)
+
+
+def test_a_program_is_made_again_after_a_compaction():
+    root, nodes, leaves = chains()
+    plain = run(root, nodes, leaves, True, "fb")
+    fused = run(root, nodes, leaves, False, "fb")
+    junk = [Value(1.0) * 2 for _ in range(1000)]
+    del junk
+    rgrad.collect()                          # moves the nodes: the tape's indices go
+    again = run(root, nodes, leaves, False, "fb")
+    assert plain == fused == again
+    assert math.isfinite(root.data)
