@@ -26,7 +26,8 @@ GROUP_ORDER = ["seed", "demo step", "demo step replayed", "batch 10,000 rows", "
                "hvp 1,000 inputs", "python ops"]
 IMPL_ORDER = ["rgrad", "rgrad-pyops-alive", "micrograd", "micrograd-nogc", "torch",
               "rgrad-replay", "rgrad-batch", "torch-tensors", "jax-jit", "casadi-vm",
-              "rgrad-batch-1t", "rgrad-batch-2t", "rgrad-grad", "rgrad-hvp"]
+              "rgrad-batch-1t", "rgrad-batch-2t", "rgrad-grad", "rgrad-hvp", "rgrad-demo",
+              "rgrad-chain"]
 NOT_TIMED = {"memory"}       # its time is a probe process's; only its bytes count
 
 

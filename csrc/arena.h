@@ -60,9 +60,10 @@ _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
 #define SLOT_KEEP 2              /* slot_weak: handed out by _prev, so its Value lives as
                                     long as the node (rg_sweep), as micrograd's would */
 
-/* An instruction of replay's program (tape.c): node z run by step() (n == 0),
-   or a chain of n multiply-adds, terms[t0 .. t0 + n), added to node start,
-   whose last sum is z. */
+/* An instruction of replay's program (tape.c): node z run by step() (n == 0);
+   a dot of n multiply-adds, terms[t0 .. t0 + n), added to node start, whose
+   last sum is z (n > 0); or a run of the 1 - n nodes at tape[t0 ..], the
+   last of them z (n < 0). */
 typedef struct {
     int32_t z, n, t0, start;
 } rg_instr;

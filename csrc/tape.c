@@ -2,15 +2,20 @@
    root depends on in creation order; replay runs it forward and backward.
    Run node by node, each node costs a load of its tape entry, a switch on its
    op, and, along a chain, a wait for the value the node before it has just
-   stored. A neuron's sum is such a chain: start + w1 x1 + w2 x2 + ..., each
-   product and each partial sum a node read only by the next sum.
+   stored. Two kinds of chain are common:
+
+   - a neuron's sum, start + w1 x1 + w2 x2 + ..., each product and each
+     partial sum a node read only by the next sum (a "dot");
+   - a run of nodes each of which reads the one just before it, as in
+     acc = acc * 0.999 + x[i] or (1 + -y * score).relu(): each node adds,
+     multiplies, negates or rectifies the one before it (a "run").
 
    The program is the tape with each such chain as one instruction, run with
-   the running sum (forward) and the running grad (backward) in registers.
+   the running value (forward) and the running grad (backward) in registers.
    It computes what the nodes would, in the same order, with the same
-   roundings and the same int bits (ops.h): the products, partial sums and
-   their grads are stored in their nodes as they are made, so every node stays
-   readable. Every other node runs step() as before.
+   roundings and the same int bits (ops.h): every value, grad and flag is
+   stored in its node as step() would leave it, so every node stays readable.
+   Every other node runs step() as before.
 
    The program is made from the tape the first time replay needs it, and is
    dropped with the tape. Without memory for it, replay walks the tape node by
@@ -52,6 +57,36 @@ static int32_t chain_at(int32_t k, rg_term *terms, int32_t *start)
     }
 }
 
+/* Whether node z, next after p on the tape, can follow it in a run: z is an
+   op the run knows that reads p once. Other readers of p may come later: in
+   backward they have added into p's grad, in memory, before z passes its
+   part down, as they have node by node. (A dot is different: its product
+   sits between two sums.) */
+static int follows(const rg_node *nodes, int32_t z, int32_t p)
+{
+    const rg_node *n = &nodes[z];
+    switch (n->op) {
+    case RG_ADD: case RG_MUL:
+        return (n->a == p) != (n->b == p);
+    case RG_ADDC: case RG_MULC: case RG_NEG: case RG_RELU:
+        return n->a == p;
+    default:
+        return 0;
+    }
+}
+
+/* The length of the run that starts at tape position k (1: none). It stops
+   where a dot starts. */
+static int32_t run_at(int32_t k)
+{
+    const int32_t *tape = A.tape;
+    int32_t T = A.tape_len, len = 1, start;
+    while (k + len < T && follows(A.nodes, tape[k + len], tape[k + len - 1]) &&
+           !chain_at(k + len, NULL, &start))
+        len++;
+    return len;
+}
+
 static void count_readers(int32_t mark_as)
 {
     const rg_node *nodes = A.nodes;
@@ -77,7 +112,7 @@ static int prog_make(void)
     for (int32_t k = 0; k < T; n++) {              /* sizes */
         int32_t m = chain_at(k, NULL, &start);
         nt += m;
-        k += m ? 2 * m : 1;
+        k += m ? 2 * m : run_at(k);
     }
     if (n > A.prog_cap) {
         rg_instr *p = rg_realloc(A.prog, (size_t)n * sizeof *p);
@@ -99,8 +134,9 @@ static int prog_make(void)
             nt += m;
             k += 2 * m;
         } else {
-            A.prog[n] = (rg_instr){ A.tape[k], 0, 0, -1 };
-            k++;
+            int32_t len = run_at(k);
+            A.prog[n] = (rg_instr){ A.tape[k + len - 1], 1 - len, k, -1 };
+            k += len;
         }
     }
     count_readers(0);
@@ -176,6 +212,115 @@ static void chain_backward(rg_node *nodes, const rg_instr *in)
     }
 }
 
+/* A run forward: its first node by step(), then each node from the value
+   and flags of the one before it, as step() computes them. */
+static int run_forward(rg_node *nodes, const rg_instr *in)
+{
+    const int32_t *tp = A.tape + in->t0;
+    rg_node *z = &nodes[tp[0]];
+    z->grad = 0.0;
+    int rc = step(nodes, z, FWD);
+    if (rc != RG_OK) return rc;
+    double v = z->data;
+    unsigned vf = z->flags;
+    for (int32_t j = 1; j < 1 - in->n; j++) {
+        int32_t p = tp[j - 1];
+        z = &nodes[tp[j]];
+        unsigned f;
+        switch (z->op) {
+        case RG_ADD: {
+            const rg_node *o = &nodes[z->a == p ? z->b : z->a];   /* the other child */
+            v = z->a == p ? v + o->data : o->data + v;
+            f = data_bits(z->flags, v, vf & o->flags);
+            break;
+        }
+        case RG_MUL: {
+            const rg_node *o = &nodes[z->a == p ? z->b : z->a];
+            v = z->a == p ? v * o->data : o->data * v;
+            f = data_bits(z->flags, v, vf & o->flags);
+            v += (f & F_IDATA) ? 0.0 : -0.0;
+            break;
+        }
+        case RG_ADDC:
+            v = v + z->arg;
+            f = data_bits(z->flags, v, vf & ((unsigned)z->flags >> 2));
+            break;
+        case RG_MULC:
+            v = v * z->arg;
+            f = data_bits(z->flags, v, vf & ((unsigned)z->flags >> 2));
+            v += (f & F_IDATA) ? 0.0 : -0.0;
+            break;
+        case RG_NEG:
+            v = -v;
+            f = data_bits(z->flags, v, vf);
+            v += (f & F_IDATA) ? 0.0 : -0.0;
+            break;
+        default: {      /* RG_RELU (follows() lets no other op in) */
+            int below = v < 0.0;
+            v = below ? 0.0 : v;
+            f = data_bits(z->flags, v, below ? F_IDATA : vf);
+        }
+        }
+        z->data = v;
+        z->grad = 0.0;
+        z->flags = (uint8_t)f;
+        vf = f;
+    }
+    return RG_OK;
+}
+
+/* A run backward, from its last node down: each node adds its part into
+   the grad of the node before it (kept in a register, with its flags) and,
+   for ADD and MUL, into its other child, as step() does; the first node
+   runs step(). */
+static void run_backward(rg_node *nodes, const rg_instr *in)
+{
+    const int32_t *tp = A.tape + in->t0;
+    rg_node *z = &nodes[in->z];
+    double g = z->grad;
+    unsigned fz = z->flags;
+    for (int32_t j = -in->n; j >= 1; j--) {
+        int32_t p = tp[j - 1];
+        rg_node *pv = &nodes[p];
+        unsigned mask = fz | ~(unsigned)F_IGRAD;        /* share(z, ALL) */
+        double c;
+        switch (z->op) {
+        case RG_ADD: {
+            rg_node *o = &nodes[z->a == p ? z->b : z->a];   /* the other child */
+            o->grad += g; o->flags &= (uint8_t)mask;
+            c = g;
+            break;
+        }
+        case RG_MUL: {  /* share(z, DATA_AS_GRAD(the other child)), for each */
+            rg_node *o = &nodes[z->a == p ? z->b : z->a];
+            unsigned mo = (fz & ((unsigned)pv->flags << 1)) | ~(unsigned)F_IGRAD;
+            mask = (fz & ((unsigned)o->flags << 1)) | ~(unsigned)F_IGRAD;
+            c = o->data * g;
+            o->grad += pv->data * g; o->flags &= (uint8_t)mo;
+            break;
+        }
+        case RG_ADDC:
+            c = g;
+            break;
+        case RG_MULC:   /* share(z, ARG_AS_GRAD(z)) */
+            mask = (fz & (fz >> 1)) | ~(unsigned)F_IGRAD;
+            c = z->arg * g;
+            break;
+        case RG_NEG:
+            c = -g;
+            break;
+        default:        /* RG_RELU */
+            c = (z->data > 0.0 ? 1.0 : 0.0) * g;
+        }
+        g = pv->grad + c;
+        fz = pv->flags & mask;
+        pv->grad = g;
+        pv->flags = (uint8_t)fz;
+        z = pv;
+    }
+    step(nodes, z, BWD);
+}
+
 int replay_forward(rg_node *nodes)
 {
     int rc = RG_OK;
@@ -189,8 +334,10 @@ int replay_forward(rg_node *nodes)
     }
     for (int32_t k = 0; k < A.prog_len && rc == RG_OK; k++) {
         const rg_instr *in = &A.prog[k];
-        if (in->n) {
+        if (in->n > 0) {
             chain_forward(nodes, in);
+        } else if (in->n < 0) {
+            rc = run_forward(nodes, in);
         } else {
             rg_node *z = &nodes[in->z];
             z->grad = 0.0;
@@ -209,7 +356,8 @@ void replay_backward(rg_node *nodes)
     }
     for (int32_t k = A.prog_len - 1; k >= 0; k--) {
         const rg_instr *in = &A.prog[k];
-        if (in->n) chain_backward(nodes, in);
+        if (in->n > 0) chain_backward(nodes, in);
+        else if (in->n < 0) run_backward(nodes, in);
         else step(nodes, &nodes[in->z], BWD);
     }
 }

@@ -61,6 +61,17 @@ def backward_from(root, nodes, leaves, grads, one_by_one):
     return snapshot(nodes)
 
 
+def same_backward_alone(root, nodes, leaves):
+    """backward_from both ways, from a mix of int and float grads, unless
+    anomaly mode refuses a grad that overflows on the way."""
+    start = [(0.5, 2, -0.0, 0)[k % 4] for k in range(len(nodes))]
+    try:
+        plain = backward_from(root, nodes, leaves, start, True)
+    except (ArithmeticError, ValueError):
+        return
+    assert backward_from(root, nodes, leaves, start, False) == plain
+
+
 def chains():
     """Sums as micrograd's Neuron writes them and otherwise: products either
     way round, the sum on either side, a weight in two terms, a factor that
@@ -181,9 +192,7 @@ def test_random_neurons_give_the_bits_of_the_ops_one_by_one(case):
         return                               # anomaly mode refused an inf or a NaN
     fused = run(root, nodes, leaves, False, "fbb")
     assert fused == plain
-    start = [(0.5, 2, -0.0, 0)[k % 4] for k in range(len(nodes))]
-    assert backward_from(root, nodes, leaves, start, False) == \
-        backward_from(root, nodes, leaves, start, True)
+    same_backward_alone(root, nodes, leaves)
 
 
 def test_a_program_is_made_again_after_a_compaction():
@@ -196,3 +205,101 @@ def test_a_program_is_made_again_after_a_compaction():
     again = run(root, nodes, leaves, False, "fb")
     assert plain == fused == again
     assert math.isfinite(root.data)
+
+
+# ---- runs: nodes each read only by the next ----------------------------------
+
+def runs():
+    """Runs as they are written: micrograd's loss (1 + -y * score).relu(), a
+    chain acc * 0.999 + x, the node before on either side, int constants and
+    float ones, ints past 2**53, int zeros with and without a sign, relu of
+    negatives (micrograd's int 0), and a node read twice (a run ends there)."""
+    xs = [Value(v) for v in (2, -0.5, 3, 0, -7, 2**53 - 1, 0.25)]
+    y, score = Value(-1), Value(0.75)
+    nodes = []
+
+    def keep(v):
+        nodes.append(v)
+        return v
+
+    loss = keep(keep(1 + keep(keep(-y) * score)).relu())
+    acc = Value(0)
+    for x in xs:
+        acc = keep(keep(acc * 0.999) + x)
+    ints = Value(3)
+    for x in (xs[0], xs[2]):                           # 86
+        ints = keep(keep(keep(x * ints) + 1) * 2)
+    # int zeros keep no sign (-0.0 in doubles), so -0.0 + each of them is +0.0
+    nz = Value(-0.0)
+    zeros = [keep(keep(-ints) * 0),                    # MULC
+             keep(keep(ints * -5) * xs[3]),            # MUL, the run's node on the left
+             keep(keep(ints * -1) * xs[3]),
+             keep(keep(xs[3] * keep(-ints))),          # on the right
+             keep(-keep(keep(ints - ints) * 2))]       # NEG of an int 0
+    signs = [keep(keep(z + nz) * 1.5) for z in zeros]
+    floats = [keep(keep(xs[0] * 3) + 2.0),             # an int plus a float: a float
+              keep(2.0 + keep(xs[2] * 2)), keep(keep(xs[2] * 2) * 1.0)]
+    big = keep(keep(xs[5] * 3) + 2**60)
+    neg = keep(keep(xs[4] * 2).relu() + keep(keep(-xs[1]).relu() * xs[4]))
+    twice = keep(acc * 1.5)
+    split = keep(keep(twice + 1) * keep(twice - 1))    # twice read twice
+    root = keep(loss + acc + sum(signs) + sum(floats) + big + neg + split)
+    leaves = xs + [y, score, nz]
+    return root, nodes + leaves, leaves
+
+
+def test_runs_give_the_bits_of_the_ops_one_by_one():
+    root, nodes, leaves = runs()
+    plain, fused = both_ways(root, nodes, leaves)
+    assert fused == plain
+    assert 0 < lib.rg_replay_program() < lib.rg_tape(root._s, rgrad._rgrad.ffi.NULL, 0) / 2
+    assert any(g[1][0] == "float" and g[1][1] != bits(0.0)[1] for g in fused)
+    assert any(g[1][0] == "int" and g[1][1] != bits(0)[1] for g in fused)
+
+
+@pytest.mark.parametrize("grads", [[0.5, -0.0, 3, 0, -2.25], [1, 2, 0, -0.0]],
+                         ids=["floats-and-ints", "ints"])
+def test_runs_backward_alone_adds_to_the_grads_it_finds(grads):
+    root, nodes, leaves = runs()
+    start = [grads[k % len(grads)] for k in range(len(nodes))]
+    assert backward_from(root, nodes, leaves, start, False) == \
+        backward_from(root, nodes, leaves, start, True)
+
+
+RUN_STEP = st.tuples(
+    st.sampled_from(["add", "radd", "mul", "rmul", "addc", "raddc", "mulc", "rmulc",
+                     "neg", "relu", "sub", "square"]),
+    st.integers(0, 99),                                   # the other child
+    st.sampled_from([2, -1, 0, 3, 0.5, -0.0, 2.0, 2**53 + 2]),   # a constant
+    st.booleans())                                        # read again later
+
+
+def step_on(v, op, other, c):
+    return {"add": lambda: v + other, "radd": lambda: other + v, "mul": lambda: v * other,
+            "rmul": lambda: other * v, "addc": lambda: v + c, "raddc": lambda: c + v,
+            "mulc": lambda: v * c, "rmulc": lambda: c * v, "neg": lambda: -v,
+            "relu": lambda: v.relu(), "sub": lambda: v - other, "square": lambda: v * v}[op]()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(LEAF, min_size=1, max_size=5), st.lists(RUN_STEP, min_size=1, max_size=25))
+def test_random_runs_give_the_bits_of_the_ops_one_by_one(values, steps):
+    leaves = [Value(v) for v in values]
+    pool, nodes = list(leaves), []
+    v = leaves[0]
+    for op, other, c, again in steps:
+        v = step_on(v, op, pool[other % len(pool)], c)
+        nodes.append(v)
+        if again:
+            pool.append(v)
+    root = v
+    for k, u in enumerate(pool[len(leaves):-1]):
+        root = root + u if k % 2 else root * u
+        nodes.append(root)
+    nodes += leaves
+    try:
+        plain = run(root, nodes, leaves, True, "fbb")
+    except (ArithmeticError, ValueError):
+        return
+    assert run(root, nodes, leaves, False, "fbb") == plain
+    same_backward_alone(root, nodes, leaves)
