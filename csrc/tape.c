@@ -169,7 +169,7 @@ static void chain_forward(rg_node *nodes, const rg_instr *in)
         const rg_node *x = &nodes[m->a], *y = &nodes[m->b];
         double p = x->data * y->data;
         unsigned mf = data_bits(m->flags, p, (unsigned)x->flags & y->flags);
-        p += (mf & F_IDATA) ? 0.0 : -0.0;
+        if (mf & F_IDATA) p += 0.0;     /* unsign(): x + -0.0 is x */
         m->data = p;
         m->grad = 0.0;
         m->flags = (uint8_t)mf;
@@ -238,7 +238,7 @@ static int run_forward(rg_node *nodes, const rg_instr *in)
             const rg_node *o = &nodes[z->a == p ? z->b : z->a];
             v = z->a == p ? v * o->data : o->data * v;
             f = data_bits(z->flags, v, vf & o->flags);
-            v += (f & F_IDATA) ? 0.0 : -0.0;
+            if (f & F_IDATA) v += 0.0;      /* unsign(): x + -0.0 is x */
             break;
         }
         case RG_ADDC:
@@ -248,12 +248,12 @@ static int run_forward(rg_node *nodes, const rg_instr *in)
         case RG_MULC:
             v = v * z->arg;
             f = data_bits(z->flags, v, vf & ((unsigned)z->flags >> 2));
-            v += (f & F_IDATA) ? 0.0 : -0.0;
+            if (f & F_IDATA) v += 0.0;      /* unsign(): x + -0.0 is x */
             break;
         case RG_NEG:
             v = -v;
             f = data_bits(z->flags, v, vf);
-            v += (f & F_IDATA) ? 0.0 : -0.0;
+            if (f & F_IDATA) v += 0.0;      /* unsign(): x + -0.0 is x */
             break;
         default: {      /* RG_RELU (follows() lets no other op in) */
             int below = v < 0.0;
