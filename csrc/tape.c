@@ -15,6 +15,9 @@
    It computes what the nodes would, in the same order, with the same
    roundings and the same int bits (ops.h): every value, grad and flag is
    stored in its node as step() would leave it, so every node stays readable.
+   (But for which NaN comes out where two NaNs meet, sign and payload: C
+   lets the compiler take a + b as b + a, and it chooses per call site, here
+   as in step().)
    Every other node runs step() as before.
 
    The program is made from the tape the first time replay needs it, and is
