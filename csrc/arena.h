@@ -68,7 +68,7 @@ typedef struct {
     int32_t z, n, t0, start;
 } rg_instr;
 
-/* A chain's term: a product node and the sum node that adds it. */
+/* A dot's term: a product node and the sum node that adds it. */
 typedef struct {
     int32_t product, sum;
 } rg_term;

@@ -40,11 +40,11 @@ static int adds_product(const rg_node *nodes, int32_t sum, int32_t i, int32_t *o
     return 1;
 }
 
-/* The chain that starts at tape position k: its number of terms (0 if none),
-   written to terms if not NULL, and its start. A chain's products and inner
+/* The dot that starts at tape position k: its number of terms (0 if none),
+   written to terms if not NULL, and its start. A dot's products and inner
    sums are read by nothing else on the tape (A.mark: the count of readers,
    up to 2); its last sum may be read by anything. */
-static int32_t chain_at(int32_t k, rg_term *terms, int32_t *start)
+static int32_t dot_at(int32_t k, rg_term *terms, int32_t *start)
 {
     const rg_node *nodes = A.nodes;
     const int32_t *tape = A.tape;
@@ -85,7 +85,7 @@ static int32_t run_at(int32_t k)
     const int32_t *tape = A.tape;
     int32_t T = A.tape_len, len = 1, start;
     while (k + len < T && follows(A.nodes, tape[k + len], tape[k + len - 1]) &&
-           !chain_at(k + len, NULL, &start))
+           !dot_at(k + len, NULL, &start))
         len++;
     return len;
 }
@@ -113,7 +113,7 @@ static int prog_make(void)
     }
     count_readers(1);
     for (int32_t k = 0; k < T; n++) {              /* sizes */
-        int32_t m = chain_at(k, NULL, &start);
+        int32_t m = dot_at(k, NULL, &start);
         nt += m;
         k += m ? 2 * m : run_at(k);
     }
@@ -131,7 +131,7 @@ static int prog_make(void)
     }
     n = nt = 0;
     for (int32_t k = 0; k < T; n++) {
-        int32_t m = chain_at(k, A.terms + nt, &start);
+        int32_t m = dot_at(k, A.terms + nt, &start);
         if (m) {
             A.prog[n] = (rg_instr){ A.terms[nt + m - 1].sum, m, nt, start };
             nt += m;
@@ -159,9 +159,9 @@ static inline unsigned data_bits(unsigned old, double v, unsigned k)
     return (old & ~(unsigned)F_IDATA) | F_IGRAD | (isint ? F_IDATA : 0u);
 }
 
-/* A chain forward: each product, then each sum, as step() makes them (a
+/* A dot forward: each product, then each sum, as step() makes them (a
    product's int zero loses its sign: unsign()). */
-static void chain_forward(rg_node *nodes, const rg_instr *in)
+static void dot_forward(rg_node *nodes, const rg_instr *in)
 {
     const rg_term *t = A.terms + in->t0;
     const rg_node *s = &nodes[in->start];
@@ -184,11 +184,11 @@ static void chain_forward(rg_node *nodes, const rg_instr *in)
     }
 }
 
-/* A chain backward, node by node from its last sum down, as step() does:
+/* A dot backward, node by node from its last sum down, as step() does:
    each sum passes its grad to the sum before it (or the start) and to its
    product, each product to its two factors. The grad and flags of the sum
    being passed down stay in registers. */
-static void chain_backward(rg_node *nodes, const rg_instr *in)
+static void dot_backward(rg_node *nodes, const rg_instr *in)
 {
     const rg_term *t = A.terms + in->t0;
     double ga = nodes[in->z].grad;
@@ -338,7 +338,7 @@ int replay_forward(rg_node *nodes)
     for (int32_t k = 0; k < A.prog_len && rc == RG_OK; k++) {
         const rg_instr *in = &A.prog[k];
         if (in->n > 0) {
-            chain_forward(nodes, in);
+            dot_forward(nodes, in);
         } else if (in->n < 0) {
             rc = run_forward(nodes, in);
         } else {
@@ -359,7 +359,7 @@ void replay_backward(rg_node *nodes)
     }
     for (int32_t k = A.prog_len - 1; k >= 0; k--) {
         const rg_instr *in = &A.prog[k];
-        if (in->n > 0) chain_backward(nodes, in);
+        if (in->n > 0) dot_backward(nodes, in);
         else if (in->n < 0) run_backward(nodes, in);
         else step(nodes, &nodes[in->z], BWD);
     }
