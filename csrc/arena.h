@@ -126,8 +126,10 @@ static inline int32_t node_of(int32_t h)
 
 
 /* tape.c, called with the lock held and the tape made (rgrad.c, tape_for):
-   replay over the tape, forward (stops at the first op that fails, with its
+   whether replay's program is made (it is made now if not; 0: no memory),
+   then replay by it, forward (stops at the first op that fails, with its
    result code) and backward. */
+RG_INTERNAL int replay_ready(void);
 RG_INTERNAL int replay_forward(rg_node *nodes);
 RG_INTERNAL void replay_backward(rg_node *nodes);
 

@@ -21,8 +21,9 @@
    Every other node runs step() as before.
 
    The program is made from the tape the first time replay needs it, and is
-   dropped with the tape. Without memory for it, replay walks the tape node by
-   node: the same numbers. All called with the lock held. */
+   dropped with the tape. Without memory for it, rgrad.c walks the nodes one
+   by one, as in anomaly mode: the same numbers. All called with the lock
+   held. */
 #include <stdlib.h>
 
 #include "arena.h"
@@ -99,8 +100,7 @@ static void count_readers(int32_t mark_as)
         if (z->a >= 0) mark[z->a] = mark_as ? (uint8_t)(mark[z->a] + (mark[z->a] < 2)) : 0;
         if (z->b >= 0) mark[z->b] = mark_as ? (uint8_t)(mark[z->b] + (mark[z->b] < 2)) : 0;
     }
-    int32_t root = A.tape[A.tape_len - 1];         /* read by the caller */
-    mark[root] = mark_as ? 2 : 0;
+    /* (the root, last on the tape, has no reader here: it is no inner node) */
 }
 
 /* Makes the program from the tape: RG_OK, or RG_ENOMEM (none made). */
@@ -324,17 +324,14 @@ static void run_backward(rg_node *nodes, const rg_instr *in)
     step(nodes, z, BWD);
 }
 
+int replay_ready(void)
+{
+    return A.prog_len >= 0 || prog_make() == RG_OK;
+}
+
 int replay_forward(rg_node *nodes)
 {
     int rc = RG_OK;
-    if (A.prog_len < 0 && prog_make() != RG_OK) {     /* node by node */
-        for (int32_t k = 0; k < A.tape_len && rc == RG_OK; k++) {
-            rg_node *z = &nodes[A.tape[k]];
-            z->grad = 0.0;
-            rc = step(nodes, z, FWD);
-        }
-        return rc;
-    }
     for (int32_t k = 0; k < A.prog_len && rc == RG_OK; k++) {
         const rg_instr *in = &A.prog[k];
         if (in->n > 0) {
@@ -352,11 +349,6 @@ int replay_forward(rg_node *nodes)
 
 void replay_backward(rg_node *nodes)
 {
-    if (A.prog_len < 0 && prog_make() != RG_OK) {     /* node by node */
-        for (int32_t k = A.tape_len - 1; k >= 0; k--)
-            step(nodes, &nodes[A.tape[k]], BWD);
-        return;
-    }
     for (int32_t k = A.prog_len - 1; k >= 0; k--) {
         const rg_instr *in = &A.prog[k];
         if (in->n > 0) dot_backward(nodes, in);

@@ -303,3 +303,24 @@ def test_random_runs_give_the_bits_of_the_ops_one_by_one(values, steps):
         return
     assert run(root, nodes, leaves, False, "fbb") == plain
     same_backward_alone(root, nodes, leaves)
+
+
+def test_without_memory_for_the_program_replay_goes_node_by_node():
+    """An allocation that fails while the program is made leaves none made
+    (rg_replay_program: -1), and that step walks the nodes one by one, with
+    the same bits; the next step makes it."""
+    root, nodes, leaves = chains()
+    rgrad.collect()                          # frees any program made before
+    plain = run(root, nodes, leaves, True, "fb")
+    for v in leaves:
+        v.grad = 0
+    lib.rg_fault_after(0)                    # the program's first allocation fails
+    root.forward()
+    assert lib.rg_replay_program() == -1
+    lib.rg_fault_after(0)
+    root.backward()
+    assert lib.rg_replay_program() == -1
+    lib.rg_fault_after(-1)
+    assert snapshot(nodes) == plain
+    assert run(root, nodes, leaves, False, "fb") == plain
+    assert lib.rg_replay_program() > 0
