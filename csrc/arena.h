@@ -60,17 +60,19 @@ _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
 #define SLOT_KEEP 2              /* slot_weak: handed out by _prev, so its Value lives as
                                     long as the node (rg_sweep), as micrograd's would */
 
-/* An instruction of replay's program (tape.c): node z run by step() (n == 0);
-   a dot of n multiply-adds, terms[t0 .. t0 + n), added to node start, whose
-   last sum is z (n > 0); or a run of the 1 - n nodes at tape[t0 ..], the
-   last of them z (n < 0). */
+/* An instruction of replay's program (tape.c): a head, then a tail. The
+   head is a dot of n multiply-adds, terms[t0 .. t0 + n), added to node
+   start (n > 0), or node tape[t0] run by step() (n == 0). The tail is the
+   `tail` nodes at tape[r0 ..], each reading the node before it (the first,
+   the head's last node). z is the instruction's last node. */
 typedef struct {
-    int32_t z, n, t0, start;
+    int32_t z, n, t0, start, r0, tail;
 } rg_instr;
 
-/* A dot's term: a product node and the sum node that adds it. */
+/* A dot's term: a product node, its two factors, and the sum node that
+   adds it. */
 typedef struct {
-    int32_t product, sum;
+    int32_t product, sum, x, y;
 } rg_term;
 
 typedef struct {

@@ -6,19 +6,21 @@
 
    - a neuron's sum, start + w1 x1 + w2 x2 + ..., each product and each
      partial sum a node read only by the next sum (a "dot");
-   - a run of nodes each of which reads the one just before it, as in
+   - nodes each of which reads the one just before it, as in
      acc = acc * 0.999 + x[i] or (1 + -y * score).relu(): each node adds,
-     multiplies, negates or rectifies the one before it (a "run").
+     multiplies, negates or rectifies the one before it (a "tail").
 
-   The program is the tape with each such chain as one instruction, run with
-   the running value (forward) and the running grad (backward) in registers.
-   It computes what the nodes would, in the same order, with the same
+   The program is the tape as instructions, each a head and a tail: the
+   head a dot or a node run by step(), the tail the nodes after it that
+   follow it so (relu(dot) is one instruction). Each runs with the running
+   value (forward) and the running grad (backward) in registers. It
+   computes what the nodes would, in the same order, with the same
    roundings and the same int bits (ops.h): every value, grad and flag is
    stored in its node as step() would leave it, so every node stays readable.
-   (But for which NaN comes out where two NaNs meet, sign and payload: C
-   lets the compiler take a + b as b + a, and it chooses per call site, here
-   as in step().)
-   Every other node runs step() as before.
+   (But for which NaN comes out where two NaNs meet, sign and payload: for
+   all other values a + b is b + a to the bit, so a sum adds in the order
+   that suits the loop, and C lets the compiler take a + b as b + a anyway,
+   choosing per call site, here as in step().)
 
    The program is made from the tape the first time replay needs it, and is
    dropped with the tape. Without memory for it, rgrad.c walks the nodes one
@@ -52,7 +54,10 @@ static int32_t dot_at(int32_t k, rg_term *terms, int32_t *start)
     int32_t T = A.tape_len, n = 0, other;
     if (k + 1 >= T || !adds_product(nodes, tape[k + 1], tape[k], start)) return 0;
     for (;;) {
-        if (terms) terms[n] = (rg_term){ tape[k], tape[k + 1] };
+        if (terms) {
+            const rg_node *m = &nodes[tape[k]];
+            terms[n] = (rg_term){ tape[k], tape[k + 1], m->a, m->b };
+        }
         n++;
         k += 2;
         if (k + 1 >= T || A.mark[tape[k - 1]] != 1 ||
@@ -61,11 +66,11 @@ static int32_t dot_at(int32_t k, rg_term *terms, int32_t *start)
     }
 }
 
-/* Whether node z, next after p on the tape, can follow it in a run: z is an
-   op the run knows that reads p once. Other readers of p may come later: in
-   backward they have added into p's grad, in memory, before z passes its
-   part down, as they have node by node. (A dot is different: its product
-   sits between two sums.) */
+/* Whether node z, next after p on the tape, can follow it in a tail: z is
+   an op the tail knows that reads p once. Other readers of p may come
+   later: in backward they have added into p's grad, in memory, before z
+   passes its part down, as they have node by node. (A dot is different:
+   its product sits between two sums.) */
 static int follows(const rg_node *nodes, int32_t z, int32_t p)
 {
     const rg_node *n = &nodes[z];
@@ -79,12 +84,13 @@ static int follows(const rg_node *nodes, int32_t z, int32_t p)
     }
 }
 
-/* The length of the run that starts at tape position k (1: none). It stops
-   where a dot starts. */
-static int32_t run_at(int32_t k)
+/* The length of the tail that starts at tape position k >= 1: the nodes
+   from k on that each follow the one before them. It stops where a dot
+   starts. */
+static int32_t tail_at(int32_t k)
 {
     const int32_t *tape = A.tape;
-    int32_t T = A.tape_len, len = 1, start;
+    int32_t T = A.tape_len, len = 0, start;
     while (k + len < T && follows(A.nodes, tape[k + len], tape[k + len - 1]) &&
            !dot_at(k + len, NULL, &start))
         len++;
@@ -103,20 +109,33 @@ static void count_readers(int32_t mark_as)
     /* (the root, last on the tape, has no reader here: it is no inner node) */
 }
 
+/* The instruction at tape position k, its terms written to terms if not
+   NULL; *k moves past it. */
+static rg_instr instr_at(int32_t *k, rg_term *terms)
+{
+    rg_instr in = { .start = -1 };
+    int32_t m = dot_at(*k, terms, &in.start);
+    in.n = m;
+    in.t0 = *k;                 /* the head node's place (prog_make sets a dot's) */
+    *k += m ? 2 * m : 1;
+    in.r0 = *k;
+    in.tail = tail_at(*k);
+    *k += in.tail;
+    in.z = A.tape[*k - 1];
+    return in;
+}
+
 /* Makes the program from the tape: RG_OK, or RG_ENOMEM (none made). */
 static int prog_make(void)
 {
-    int32_t T = A.tape_len, n = 0, nt = 0, start;
+    int32_t T = A.tape_len, n = 0, nt = 0;
     if (T == 0) {
         A.prog_len = 0;
         return RG_OK;
     }
     count_readers(1);
-    for (int32_t k = 0; k < T; n++) {              /* sizes */
-        int32_t m = dot_at(k, NULL, &start);
-        nt += m;
-        k += m ? 2 * m : run_at(k);
-    }
+    for (int32_t k = 0; k < T; n++)                 /* sizes */
+        nt += instr_at(&k, NULL).n;
     if (n > A.prog_cap) {
         rg_instr *p = rg_realloc(A.prog, (size_t)n * sizeof *p);
         if (!p) goto fail;
@@ -131,16 +150,12 @@ static int prog_make(void)
     }
     n = nt = 0;
     for (int32_t k = 0; k < T; n++) {
-        int32_t m = dot_at(k, A.terms + nt, &start);
-        if (m) {
-            A.prog[n] = (rg_instr){ A.terms[nt + m - 1].sum, m, nt, start };
-            nt += m;
-            k += 2 * m;
-        } else {
-            int32_t len = run_at(k);
-            A.prog[n] = (rg_instr){ A.tape[k + len - 1], 1 - len, k, -1 };
-            k += len;
+        rg_instr in = instr_at(&k, A.terms + nt);
+        if (in.n) {
+            in.t0 = nt;
+            nt += in.n;
         }
+        A.prog[n] = in;
     }
     count_readers(0);
     A.prog_len = n;
@@ -160,8 +175,10 @@ static inline unsigned data_bits(unsigned old, double v, unsigned k)
 }
 
 /* A dot forward: each product, then each sum, as step() makes them (a
-   product's int zero loses its sign: unsign()). */
-static void dot_forward(rg_node *nodes, const rg_instr *in)
+   product's int zero loses its sign: unsign()). Returns the last sum's
+   value, its flags in *flags. (Each sum adds its product on the side the
+   node has it: for all but NaNs, a + b is b + a to the bit.) */
+static inline double dot_forward(rg_node *nodes, const rg_instr *in, unsigned *flags)
 {
     const rg_term *t = A.terms + in->t0;
     const rg_node *s = &nodes[in->start];
@@ -169,66 +186,68 @@ static void dot_forward(rg_node *nodes, const rg_instr *in)
     unsigned accf = s->flags;
     for (int32_t i = 0; i < in->n; i++) {
         rg_node *m = &nodes[t[i].product], *a = &nodes[t[i].sum];
-        const rg_node *x = &nodes[m->a], *y = &nodes[m->b];
+        const rg_node *x = &nodes[t[i].x], *y = &nodes[t[i].y];
         double p = x->data * y->data;
         unsigned mf = data_bits(m->flags, p, (unsigned)x->flags & y->flags);
         if (mf & F_IDATA) p += 0.0;     /* unsign(): x + -0.0 is x */
         m->data = p;
         m->grad = 0.0;
         m->flags = (uint8_t)mf;
-        acc = a->a == t[i].product ? p + acc : acc + p;
+        acc = acc + p;
         accf = data_bits(a->flags, acc, mf & accf);
         a->data = acc;
         a->grad = 0.0;
         a->flags = (uint8_t)accf;
     }
+    *flags = accf;
+    return acc;
 }
 
-/* A dot backward, node by node from its last sum down, as step() does:
-   each sum passes its grad to the sum before it (or the start) and to its
-   product, each product to its two factors. The grad and flags of the sum
-   being passed down stay in registers. */
-static void dot_backward(rg_node *nodes, const rg_instr *in)
+/* One term of a dot backward: its sum, whose grad ga and flags *fa are
+   given, passes them to the node before it (the sum before, or the start)
+   and to its product, the product to its two factors. Returns the grad of
+   the node before, its flags in *fa. */
+static inline double term_backward(rg_node *nodes, const rg_term *t, rg_node *before,
+                                   double ga, unsigned *fa)
+{
+    rg_node *m = &nodes[t->product];
+    unsigned mask = *fa | ~(unsigned)F_IGRAD;       /* share(a, ALL) */
+    double gb = before->grad + ga;
+    unsigned fb = before->flags & mask;
+    before->grad = gb;
+    before->flags = (uint8_t)fb;
+    double gm = m->grad + ga;
+    unsigned fm = m->flags & mask;
+    m->grad = gm;
+    m->flags = (uint8_t)fm;
+    rg_node *x = &nodes[t->x], *y = &nodes[t->y];
+    unsigned mx = (fm & ((unsigned)y->flags << 1)) | ~(unsigned)F_IGRAD;
+    unsigned my = (fm & ((unsigned)x->flags << 1)) | ~(unsigned)F_IGRAD;
+    x->grad += y->data * gm; x->flags &= (uint8_t)mx;
+    y->grad += x->data * gm; y->flags &= (uint8_t)my;
+    *fa = fb;
+    return gb;
+}
+
+/* A dot backward, from its last sum down, whose grad ga and flags fa are
+   given, as step() does node by node. The grad and flags of the sum being
+   passed down stay in registers. */
+static inline void dot_backward(rg_node *nodes, const rg_instr *in, double ga, unsigned fa)
 {
     const rg_term *t = A.terms + in->t0;
-    double ga = nodes[in->z].grad;
-    unsigned fa = nodes[in->z].flags;
-    for (int32_t i = in->n - 1; i >= 0; i--) {
-        rg_node *m = &nodes[t[i].product];
-        rg_node *before = &nodes[i ? t[i - 1].sum : in->start];
-        unsigned mask = fa | ~(unsigned)F_IGRAD;        /* share(a, ALL) */
-        double gb = before->grad + ga;
-        unsigned fb = before->flags & mask;
-        before->grad = gb;
-        before->flags = (uint8_t)fb;
-        double gm = m->grad + ga;
-        unsigned fm = m->flags & mask;
-        m->grad = gm;
-        m->flags = (uint8_t)fm;
-        rg_node *x = &nodes[m->a], *y = &nodes[m->b];
-        unsigned mx = (fm & ((unsigned)y->flags << 1)) | ~(unsigned)F_IGRAD;
-        unsigned my = (fm & ((unsigned)x->flags << 1)) | ~(unsigned)F_IGRAD;
-        x->grad += y->data * gm; x->flags &= (uint8_t)mx;
-        y->grad += x->data * gm; y->flags &= (uint8_t)my;
-        ga = gb;
-        fa = fb;
-    }
+    for (int32_t i = in->n - 1; i > 0; i--)
+        ga = term_backward(nodes, &t[i], &nodes[t[i - 1].sum], ga, &fa);
+    term_backward(nodes, &t[0], &nodes[in->start], ga, &fa);
 }
 
-/* A run forward: its first node by step(), then each node from the value
-   and flags of the one before it, as step() computes them. */
-static int run_forward(rg_node *nodes, const rg_instr *in)
+/* A tail forward: the len nodes at tp[0 ..], each computed from the value v
+   and flags vf of the node before it (tp[-1]), as step() computes them. */
+static inline void tail_forward(rg_node *nodes, const int32_t *tp, int32_t len,
+                                double v, unsigned vf)
 {
-    const int32_t *tp = A.tape + in->t0;
-    rg_node *z = &nodes[tp[0]];
-    z->grad = 0.0;
-    int rc = step(nodes, z, FWD);
-    if (rc != RG_OK) return rc;
-    double v = z->data;
-    unsigned vf = z->flags;
-    for (int32_t j = 1; j < 1 - in->n; j++) {
+    for (int32_t j = 0; j < len; j++) {
         int32_t p = tp[j - 1];
-        z = &nodes[tp[j]];
+        rg_node *z = &nodes[tp[j]];
         unsigned f;
         switch (z->op) {
         case RG_ADD: {
@@ -269,20 +288,19 @@ static int run_forward(rg_node *nodes, const rg_instr *in)
         z->flags = (uint8_t)f;
         vf = f;
     }
-    return RG_OK;
 }
 
-/* A run backward, from its last node down: each node adds its part into
+/* A tail backward, from its last node down: each node adds its part into
    the grad of the node before it (kept in a register, with its flags) and,
-   for ADD and MUL, into its other child, as step() does; the first node
-   runs step(). */
-static void run_backward(rg_node *nodes, const rg_instr *in)
+   for ADD and MUL, into its other child, as step() does. Returns the grad
+   of the node before the tail (tp[-1]), its flags in *flags. */
+static inline double tail_backward(rg_node *nodes, const int32_t *tp, int32_t len,
+                                   unsigned *flags)
 {
-    const int32_t *tp = A.tape + in->t0;
-    rg_node *z = &nodes[in->z];
+    rg_node *z = &nodes[tp[len - 1]];
     double g = z->grad;
     unsigned fz = z->flags;
-    for (int32_t j = -in->n; j >= 1; j--) {
+    for (int32_t j = len - 1; j >= 0; j--) {
         int32_t p = tp[j - 1];
         rg_node *pv = &nodes[p];
         unsigned mask = fz | ~(unsigned)F_IGRAD;        /* share(z, ALL) */
@@ -321,7 +339,8 @@ static void run_backward(rg_node *nodes, const rg_instr *in)
         pv->flags = (uint8_t)fz;
         z = pv;
     }
-    step(nodes, z, BWD);
+    *flags = fz;
+    return g;
 }
 
 int replay_ready(void)
@@ -331,29 +350,41 @@ int replay_ready(void)
 
 int replay_forward(rg_node *nodes)
 {
-    int rc = RG_OK;
-    for (int32_t k = 0; k < A.prog_len && rc == RG_OK; k++) {
+    for (int32_t k = 0; k < A.prog_len; k++) {
         const rg_instr *in = &A.prog[k];
+        double v;
+        unsigned vf;
         if (in->n > 0) {
-            dot_forward(nodes, in);
-        } else if (in->n < 0) {
-            rc = run_forward(nodes, in);
+            v = dot_forward(nodes, in, &vf);
         } else {
-            rg_node *z = &nodes[in->z];
+            rg_node *z = &nodes[A.tape[in->t0]];
             z->grad = 0.0;
-            rc = step(nodes, z, FWD);
+            int rc = step(nodes, z, FWD);
+            if (rc != RG_OK) return rc;
+            v = z->data;
+            vf = z->flags;
         }
+        tail_forward(nodes, A.tape + in->r0, in->tail, v, vf);
     }
-    return rc;
+    return RG_OK;
 }
 
 void replay_backward(rg_node *nodes)
 {
     for (int32_t k = A.prog_len - 1; k >= 0; k--) {
         const rg_instr *in = &A.prog[k];
-        if (in->n > 0) dot_backward(nodes, in);
-        else if (in->n < 0) run_backward(nodes, in);
-        else step(nodes, &nodes[in->z], BWD);
+        double g = 0.0;
+        unsigned f = 0;
+        if (in->tail) g = tail_backward(nodes, A.tape + in->r0, in->tail, &f);
+        if (in->n > 0) {
+            if (!in->tail) {
+                g = nodes[in->z].grad;
+                f = nodes[in->z].flags;
+            }
+            dot_backward(nodes, in, g, f);
+        } else {
+            step(nodes, &nodes[A.tape[in->t0]], BWD);
+        }
     }
 }
 

@@ -138,6 +138,22 @@ def test_the_demo_graph_gives_the_bits_of_the_ops_one_by_one():
     assert lib.rg_replay_program() < lib.rg_tape(root._s, rgrad._rgrad.ffi.NULL, 0) / 5
 
 
+def test_a_neuron_and_what_follows_it_is_one_instruction():
+    """A dot's tail: relu(b + w1 x1 + w2 x2), then the max-margin loss on it,
+    (1 + -y * score).relu() with the label y an int as in micrograd's demo,
+    is one instruction, with the bits of the ops one by one."""
+    x = [Value(0.5), Value(-2.0)]
+    w = [Value(1.5), Value(-0.25)]
+    b, y = Value(0), -1
+    act = (b + w[0] * x[0] + w[1] * x[1]).relu()
+    loss = (1 + -y * act).relu()
+    leaves = x + w + [b]
+    plain, fused = both_ways(loss, [loss, act] + leaves, leaves)
+    assert fused == plain
+    assert lib.rg_replay_program() == 1
+    assert all(g[1][1] != bits(0.0)[1] for g in fused[2:6])   # the grads reach the leaves
+
+
 # ---- random graphs of neurons ------------------------------------------------
 
 LEAF = st.one_of(
