@@ -62,11 +62,11 @@ _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
 
 /* An instruction of replay's program (tape.c): a head, then a tail. The
    head is a dot of n multiply-adds, terms[t0 .. t0 + n), added to node
-   start (n > 0), or node tape[t0] run by step() (n == 0). The tail is the
-   `tail` nodes at tape[r0 ..], each reading the node before it (the first,
-   the head's last node). z is the instruction's last node. */
+   start (n > 0), or node h run by step() (n == 0); h is the head's last
+   node. The tail is the `tail` nodes links[r0 ..], each reading the node
+   before it (the first, h). */
 typedef struct {
-    int32_t z, n, t0, start, r0, tail;
+    int32_t n, t0, start, h, r0, tail;
 } rg_instr;
 
 /* A dot's term: a product node, its two factors, and the sum node that
@@ -74,6 +74,11 @@ typedef struct {
 typedef struct {
     int32_t product, sum, x, y;
 } rg_term;
+
+/* A tail's node z, and its child other than the node before it (-1: none). */
+typedef struct {
+    int32_t z, other;
+} rg_link;
 
 typedef struct {
     rg_mutex lock;
@@ -114,7 +119,8 @@ typedef struct {
        it when replay first needs it (prog_len < 0: not made for this tape). */
     rg_instr *prog;
     rg_term *terms;
-    int32_t prog_len, prog_cap, terms_cap;
+    rg_link *links;
+    int32_t prog_len, prog_cap, terms_cap, links_cap;
 } rg_arena;
 
 extern RG_INTERNAL rg_arena A;

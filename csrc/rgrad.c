@@ -1082,10 +1082,12 @@ static void compact(void)
         free(A.tape);          /* its indices are stale now, and its program's */
         free(A.prog);
         free(A.terms);
+        free(A.links);
         A.tape = NULL;
         A.prog = NULL;
         A.terms = NULL;
-        A.tape_len = A.tape_cap = A.prog_cap = A.terms_cap = 0;
+        A.links = NULL;
+        A.tape_len = A.tape_cap = A.prog_cap = A.terms_cap = A.links_cap = 0;
         A.prog_len = -1;
         A.tape_root = -1;
     } else {

@@ -109,33 +109,41 @@ static void count_readers(int32_t mark_as)
     /* (the root, last on the tape, has no reader here: it is no inner node) */
 }
 
-/* The instruction at tape position k, its terms written to terms if not
-   NULL; *k moves past it. */
-static rg_instr instr_at(int32_t *k, rg_term *terms)
+/* The instruction at tape position k, its terms and links written to
+   terms and links if not NULL (t0 and r0 then count from there); *k moves
+   past it. */
+static rg_instr instr_at(int32_t *k, rg_term *terms, rg_link *links)
 {
+    const int32_t *tape = A.tape;
     rg_instr in = { .start = -1 };
-    int32_t m = dot_at(*k, terms, &in.start);
-    in.n = m;
-    in.t0 = *k;                 /* the head node's place (prog_make sets a dot's) */
-    *k += m ? 2 * m : 1;
-    in.r0 = *k;
+    in.n = dot_at(*k, terms, &in.start);
+    *k += in.n ? 2 * in.n : 1;
+    in.h = tape[*k - 1];
     in.tail = tail_at(*k);
+    for (int32_t j = 0; links && j < in.tail; j++) {
+        int32_t p = tape[*k + j - 1];
+        const rg_node *z = &A.nodes[tape[*k + j]];
+        int32_t other = z->op == RG_ADD || z->op == RG_MUL ? (z->a == p ? z->b : z->a) : -1;
+        links[j] = (rg_link){ tape[*k + j], other };
+    }
     *k += in.tail;
-    in.z = A.tape[*k - 1];
     return in;
 }
 
 /* Makes the program from the tape: RG_OK, or RG_ENOMEM (none made). */
 static int prog_make(void)
 {
-    int32_t T = A.tape_len, n = 0, nt = 0;
+    int32_t T = A.tape_len, n = 0, nt = 0, nl = 0;
     if (T == 0) {
         A.prog_len = 0;
         return RG_OK;
     }
     count_readers(1);
-    for (int32_t k = 0; k < T; n++)                 /* sizes */
-        nt += instr_at(&k, NULL).n;
+    for (int32_t k = 0; k < T; n++) {               /* sizes */
+        rg_instr in = instr_at(&k, NULL, NULL);
+        nt += in.n;
+        nl += in.tail;
+    }
     if (n > A.prog_cap) {
         rg_instr *p = rg_realloc(A.prog, (size_t)n * sizeof *p);
         if (!p) goto fail;
@@ -148,13 +156,19 @@ static int prog_make(void)
         A.terms = t;
         A.terms_cap = nt;
     }
-    n = nt = 0;
+    if (nl > A.links_cap) {
+        rg_link *l = rg_realloc(A.links, (size_t)nl * sizeof *l);
+        if (!l) goto fail;
+        A.links = l;
+        A.links_cap = nl;
+    }
+    n = nt = nl = 0;
     for (int32_t k = 0; k < T; n++) {
-        rg_instr in = instr_at(&k, A.terms + nt);
-        if (in.n) {
-            in.t0 = nt;
-            nt += in.n;
-        }
+        rg_instr in = instr_at(&k, A.terms + nt, A.links + nl);
+        in.t0 = nt;
+        in.r0 = nl;
+        nt += in.n;
+        nl += in.tail;
         A.prog[n] = in;
     }
     count_readers(0);
@@ -185,8 +199,9 @@ static inline double dot_forward(rg_node *nodes, const rg_instr *in, unsigned *f
     double acc = s->data;
     unsigned accf = s->flags;
     for (int32_t i = 0; i < in->n; i++) {
-        rg_node *m = &nodes[t[i].product], *a = &nodes[t[i].sum];
-        const rg_node *x = &nodes[t[i].x], *y = &nodes[t[i].y];
+        rg_term tm = t[i];
+        rg_node *m = &nodes[tm.product], *a = &nodes[tm.sum];
+        const rg_node *x = &nodes[tm.x], *y = &nodes[tm.y];
         double p = x->data * y->data;
         unsigned mf = data_bits(m->flags, p, (unsigned)x->flags & y->flags);
         if (mf & F_IDATA) p += 0.0;     /* unsign(): x + -0.0 is x */
@@ -207,10 +222,10 @@ static inline double dot_forward(rg_node *nodes, const rg_instr *in, unsigned *f
    given, passes them to the node before it (the sum before, or the start)
    and to its product, the product to its two factors. Returns the grad of
    the node before, its flags in *fa. */
-static inline double term_backward(rg_node *nodes, const rg_term *t, rg_node *before,
+static inline double term_backward(rg_node *nodes, rg_term t, rg_node *before,
                                    double ga, unsigned *fa)
 {
-    rg_node *m = &nodes[t->product];
+    rg_node *m = &nodes[t.product];
     unsigned mask = *fa | ~(unsigned)F_IGRAD;       /* share(a, ALL) */
     double gb = before->grad + ga;
     unsigned fb = before->flags & mask;
@@ -220,7 +235,7 @@ static inline double term_backward(rg_node *nodes, const rg_term *t, rg_node *be
     unsigned fm = m->flags & mask;
     m->grad = gm;
     m->flags = (uint8_t)fm;
-    rg_node *x = &nodes[t->x], *y = &nodes[t->y];
+    rg_node *x = &nodes[t.x], *y = &nodes[t.y];
     unsigned mx = (fm & ((unsigned)y->flags << 1)) | ~(unsigned)F_IGRAD;
     unsigned my = (fm & ((unsigned)x->flags << 1)) | ~(unsigned)F_IGRAD;
     x->grad += y->data * gm; x->flags &= (uint8_t)mx;
@@ -236,29 +251,32 @@ static inline void dot_backward(rg_node *nodes, const rg_instr *in, double ga, u
 {
     const rg_term *t = A.terms + in->t0;
     for (int32_t i = in->n - 1; i > 0; i--)
-        ga = term_backward(nodes, &t[i], &nodes[t[i - 1].sum], ga, &fa);
-    term_backward(nodes, &t[0], &nodes[in->start], ga, &fa);
+        ga = term_backward(nodes, t[i], &nodes[t[i - 1].sum], ga, &fa);
+    term_backward(nodes, t[0], &nodes[in->start], ga, &fa);
 }
 
-/* A tail forward: the len nodes at tp[0 ..], each computed from the value v
-   and flags vf of the node before it (tp[-1]), as step() computes them. */
-static inline void tail_forward(rg_node *nodes, const int32_t *tp, int32_t len,
+/* A tail forward: the len nodes of links l, each computed from the value v
+   and flags vf of the node before it, as step() computes them. Each link
+   is read whole at the top of its step: read in two parts, its other child
+   inside the switch, the chain's forward took five times as long (13.5
+   against 2.6 ns a node) with fewer instructions. */
+static inline void tail_forward(rg_node *nodes, const rg_link *l, int32_t len,
                                 double v, unsigned vf)
 {
     for (int32_t j = 0; j < len; j++) {
-        int32_t p = tp[j - 1];
-        rg_node *z = &nodes[tp[j]];
+        rg_link lj = l[j];
+        rg_node *z = &nodes[lj.z];
         unsigned f;
         switch (z->op) {
         case RG_ADD: {
-            const rg_node *o = &nodes[z->a == p ? z->b : z->a];   /* the other child */
-            v = z->a == p ? v + o->data : o->data + v;
+            const rg_node *o = &nodes[lj.other];
+            v = v + o->data;
             f = data_bits(z->flags, v, vf & o->flags);
             break;
         }
         case RG_MUL: {
-            const rg_node *o = &nodes[z->a == p ? z->b : z->a];
-            v = z->a == p ? v * o->data : o->data * v;
+            const rg_node *o = &nodes[lj.other];
+            v = v * o->data;
             f = data_bits(z->flags, v, vf & o->flags);
             if (f & F_IDATA) v += 0.0;      /* unsign(): x + -0.0 is x */
             break;
@@ -290,56 +308,66 @@ static inline void tail_forward(rg_node *nodes, const int32_t *tp, int32_t len,
     }
 }
 
-/* A tail backward, from its last node down: each node adds its part into
-   the grad of the node before it (kept in a register, with its flags) and,
-   for ADD and MUL, into its other child, as step() does. Returns the grad
-   of the node before the tail (tp[-1]), its flags in *flags. */
-static inline double tail_backward(rg_node *nodes, const int32_t *tp, int32_t len,
-                                   unsigned *flags)
+/* One node of a tail backward: node z of link l (read whole: see
+   tail_forward), whose grad g and flags *fz
+   are given, adds its part into the grad of the node before it, pv, and,
+   for ADD and MUL, into its other child, as step() does. Returns pv's grad,
+   its flags in *fz. */
+static inline double link_backward(rg_node *nodes, rg_link l, rg_node *pv,
+                                   double g, unsigned *fz)
 {
-    rg_node *z = &nodes[tp[len - 1]];
-    double g = z->grad;
-    unsigned fz = z->flags;
-    for (int32_t j = len - 1; j >= 0; j--) {
-        int32_t p = tp[j - 1];
-        rg_node *pv = &nodes[p];
-        unsigned mask = fz | ~(unsigned)F_IGRAD;        /* share(z, ALL) */
-        double c;
-        switch (z->op) {
-        case RG_ADD: {
-            rg_node *o = &nodes[z->a == p ? z->b : z->a];   /* the other child */
-            o->grad += g; o->flags &= (uint8_t)mask;
-            c = g;
-            break;
-        }
-        case RG_MUL: {  /* share(z, DATA_AS_GRAD(the other child)), for each */
-            rg_node *o = &nodes[z->a == p ? z->b : z->a];
-            unsigned mo = (fz & ((unsigned)pv->flags << 1)) | ~(unsigned)F_IGRAD;
-            mask = (fz & ((unsigned)o->flags << 1)) | ~(unsigned)F_IGRAD;
-            c = o->data * g;
-            o->grad += pv->data * g; o->flags &= (uint8_t)mo;
-            break;
-        }
-        case RG_ADDC:
-            c = g;
-            break;
-        case RG_MULC:   /* share(z, ARG_AS_GRAD(z)) */
-            mask = (fz & (fz >> 1)) | ~(unsigned)F_IGRAD;
-            c = z->arg * g;
-            break;
-        case RG_NEG:
-            c = -g;
-            break;
-        default:        /* RG_RELU */
-            c = (z->data > 0.0 ? 1.0 : 0.0) * g;
-        }
-        g = pv->grad + c;
-        fz = pv->flags & mask;
-        pv->grad = g;
-        pv->flags = (uint8_t)fz;
-        z = pv;
+    const rg_node *z = &nodes[l.z];
+    unsigned f = *fz, mask = f | ~(unsigned)F_IGRAD;    /* share(z, ALL) */
+    double c;
+    switch (z->op) {
+    case RG_ADD: {
+        rg_node *o = &nodes[l.other];
+        o->grad += g; o->flags &= (uint8_t)mask;
+        c = g;
+        break;
     }
-    *flags = fz;
+    case RG_MUL: {      /* share(z, DATA_AS_GRAD(the other child)), for each */
+        rg_node *o = &nodes[l.other];
+        unsigned mo = (f & ((unsigned)pv->flags << 1)) | ~(unsigned)F_IGRAD;
+        mask = (f & ((unsigned)o->flags << 1)) | ~(unsigned)F_IGRAD;
+        c = o->data * g;
+        o->grad += pv->data * g; o->flags &= (uint8_t)mo;
+        break;
+    }
+    case RG_ADDC:
+        c = g;
+        break;
+    case RG_MULC:       /* share(z, ARG_AS_GRAD(z)) */
+        mask = (f & (f >> 1)) | ~(unsigned)F_IGRAD;
+        c = z->arg * g;
+        break;
+    case RG_NEG:
+        c = -g;
+        break;
+    default:            /* RG_RELU */
+        c = (z->data > 0.0 ? 1.0 : 0.0) * g;
+    }
+    g = pv->grad + c;
+    f = pv->flags & mask;
+    pv->grad = g;
+    pv->flags = (uint8_t)f;
+    *fz = f;
+    return g;
+}
+
+/* A tail backward, from its last node down to the node before it, h: each
+   node passes its part down, the running grad and flags in registers.
+   Returns h's grad, its flags in *flags. */
+static inline double tail_backward(rg_node *nodes, const rg_link *l, int32_t len,
+                                   rg_node *h, unsigned *flags)
+{
+    const rg_node *z = &nodes[l[len - 1].z];
+    double g = z->grad;
+    unsigned f = z->flags;
+    for (int32_t j = len - 1; j > 0; j--)
+        g = link_backward(nodes, l[j], &nodes[l[j - 1].z], g, &f);
+    g = link_backward(nodes, l[0], h, g, &f);
+    *flags = f;
     return g;
 }
 
@@ -357,14 +385,14 @@ int replay_forward(rg_node *nodes)
         if (in->n > 0) {
             v = dot_forward(nodes, in, &vf);
         } else {
-            rg_node *z = &nodes[A.tape[in->t0]];
+            rg_node *z = &nodes[in->h];
             z->grad = 0.0;
             int rc = step(nodes, z, FWD);
             if (rc != RG_OK) return rc;
             v = z->data;
             vf = z->flags;
         }
-        tail_forward(nodes, A.tape + in->r0, in->tail, v, vf);
+        tail_forward(nodes, A.links + in->r0, in->tail, v, vf);
     }
     return RG_OK;
 }
@@ -373,18 +401,17 @@ void replay_backward(rg_node *nodes)
 {
     for (int32_t k = A.prog_len - 1; k >= 0; k--) {
         const rg_instr *in = &A.prog[k];
-        double g = 0.0;
-        unsigned f = 0;
-        if (in->tail) g = tail_backward(nodes, A.tape + in->r0, in->tail, &f);
-        if (in->n > 0) {
-            if (!in->tail) {
-                g = nodes[in->z].grad;
-                f = nodes[in->z].flags;
-            }
-            dot_backward(nodes, in, g, f);
+        rg_node *h = &nodes[in->h];
+        double g;
+        unsigned f;
+        if (in->tail) {
+            g = tail_backward(nodes, A.links + in->r0, in->tail, h, &f);
         } else {
-            step(nodes, &nodes[A.tape[in->t0]], BWD);
+            g = h->grad;
+            f = h->flags;
         }
+        if (in->n > 0) dot_backward(nodes, in, g, f);
+        else step(nodes, h, BWD);
     }
 }
 
