@@ -163,8 +163,9 @@ static int prog_make(void)
         A.links_cap = nl;
     }
     n = nt = nl = 0;
-    for (int32_t k = 0; k < T; n++) {
-        rg_instr in = instr_at(&k, A.terms + nt, A.links + nl);
+    for (int32_t k = 0; k < T; n++) {       /* (none of a kind: its array may be NULL) */
+        rg_instr in = instr_at(&k, A.terms ? A.terms + nt : NULL,
+                               A.links ? A.links + nl : NULL);
         in.t0 = nt;
         in.r0 = nl;
         nt += in.n;
@@ -392,7 +393,7 @@ int replay_forward(rg_node *nodes)
             v = z->data;
             vf = z->flags;
         }
-        tail_forward(nodes, A.links + in->r0, in->tail, v, vf);
+        if (in->tail) tail_forward(nodes, A.links + in->r0, in->tail, v, vf);
     }
     return RG_OK;
 }
