@@ -10,6 +10,7 @@ from the layer's objects as they are at the call, and the unfused computation
 Every test runs twice: with C checking the neurons from the objects (on
 CPython 3.11) and with the check that reads their attributes in Python."""
 import random
+import struct
 
 import pytest
 from hypothesis import given, settings
@@ -489,3 +490,73 @@ def test_a_layer_follows_a_patched_neuron_call_or_value_operator(what, monkeypat
         monkeypatch.setattr(Value, "__mul__", lambda self, other: Value(7.0))
     assert _data(layer(x)) == _unfused(layer, x)
     assert model(x).data == _chained_reference(model, x, op_by_op=True)
+
+
+def _bits(x):
+    return type(x).__name__, struct.pack("<d", float(x))     # int or float; -0.0 vs 0.0
+
+
+def _graph_bits(root):
+    """Every node under root as (op, data, grad), each with its type and the
+    sign of zero, as a sorted list (the walk's order does not matter)."""
+    out, seen, stack = [], set(), [root]
+    while stack:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        out.append((v._op, _bits(v.data), _bits(v.grad)))
+        stack.extend(v._prev)
+    return sorted(out)
+
+
+def _mixed_model():
+    """An MLP whose weights are ints and floats (an int 0 times a negative
+    int: a product that keeps no sign, added to a bias of -0.0), whose
+    neurons go below zero (relu's int 0), and one weight made by an op
+    defined in Python (backward must call its closure)."""
+    model = rnn.MLP(3, [4, 3, 2])
+    values = [0, -1, 2, 0.5, -0.0, 1.5, -2, 3, 0.25, -1.75, 1, 0]
+    for k, p in enumerate(model.parameters()):
+        p.data = values[k % len(values)]
+    first = model.layers[0].neurons[0]
+    first.w[0].data, first.b.data = 0, -0.0     # -0.0 + 0 * -3: +0.0 (the int 0 keeps no sign)
+    u = Value(1.5)
+    twice = Value(u.data * 2, (u,), "twice")
+
+    def _backward():
+        u.grad += 2 * twice.grad
+    twice._backward = _backward
+    model.layers[1].neurons[2].w[0] = twice
+    return model, u
+
+
+@pytest.mark.parametrize("what", ["MLP", "Layer"])
+def test_a_fused_call_makes_the_nodes_op_by_op_makes_to_the_bit(what):
+    """The fused layer (rg_layer) and MLP (rg_mlp) make each node as the
+    operators would: data and grad with micrograd's int or float and the
+    sign of zero, and the bit that sends backward through Python."""
+    results = []
+    for fused in (True, False):
+        model, u = _mixed_model()
+        x = [Value(-3), 2, -0.5]                # a Value, an int and a float constant
+        if what == "Layer":
+            layer = model.layers[0]
+            out = layer(x) if fused else [n(x) for n in layer.neurons]
+        elif fused:
+            out = model(x)
+        else:
+            out = x
+            for layer in model.layers:
+                out = [n(out) for n in layer.neurons]
+        root = sum(out) if what == "Layer" else out[0] * out[1] + out[1]
+        root.backward()
+        results.append((_graph_bits(root), _bits(u.grad), _bits(x[0].grad),
+                        [_bits(p.grad) for p in model.parameters()]))
+    fused, op_by_op = results
+    assert fused == op_by_op
+    # the graph holds what the test is about: int zeros, both signs of zero
+    kinds = {d for _, d, _ in fused[0]}
+    assert ("int", _bits(0.0)[1]) in kinds and ("float", _bits(-0.0)[1]) in kinds
+    if what == "MLP":
+        assert fused[1] != _bits(0)             # the Python op's closure ran
