@@ -461,7 +461,8 @@ static int tape_for(int32_t r)
     rg_node *nodes = A.nodes;
     uint8_t *mark = A.mark;
     int32_t pending = 0, k = 0;
-    A.tape_root = -1;                       /* not valid while it is rebuilt */
+    A.tape_root = -1;                       /* not valid while it is rebuilt, */
+    A.prog_len = -1;                        /* nor its program */
     mark_one(mark, r, &pending);
     for (int32_t i = r; pending > 0; i--) {
         if (!mark[i]) continue;

@@ -340,3 +340,26 @@ def test_without_memory_for_the_program_replay_goes_node_by_node():
     assert snapshot(nodes) == plain
     assert run(root, nodes, leaves, False, "fb") == plain
     assert lib.rg_replay_program() > 0
+
+
+def test_a_tape_that_cannot_be_made_leaves_no_program_behind():
+    """forward() on a second root whose tape has no memory to grow raises
+    MemoryError and leaves no program: not the first root's (whose count
+    rg_replay_program would report), nor a stale one that replay could run."""
+    root, nodes, leaves = chains()
+    plain = run(root, nodes, leaves, True, "fb")
+    root.forward()
+    assert lib.rg_replay_program() > 0
+    acc = Value(0.5)
+    for k in range(3000):                    # a longer tape than the first
+        acc = acc * 0.5 + k
+    lib.rg_fault_after(0)
+    try:
+        with pytest.raises(MemoryError):
+            acc.forward()
+    finally:
+        lib.rg_fault_after(-1)
+    assert lib.rg_replay_program() == -1
+    assert run(root, nodes, leaves, False, "fb") == plain
+    acc.forward()
+    assert acc.data > 0 and lib.rg_replay_program() == 1
