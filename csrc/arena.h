@@ -52,7 +52,14 @@ static inline uint64_t node_id(const rg_node *z)
 
 _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
 
-#define GC_MIN_NODES (1 << 16)   /* never compact an arena smaller than this */
+/* The highest j < i whose mark is set, where one is (rgrad.c). The walks
+   down the arena from a root (tape_for, rg_backward, higher.c, objects.c)
+   visit the marked nodes only; between a graph and the leaves it reaches
+   lie the dead nodes of earlier graphs that no compaction has freed yet,
+   which it skips eight at a time. */
+RG_INTERNAL int32_t skip_unmarked(const uint8_t *mark, int32_t i);
+
+#define GC_MIN_NODES (1 << 17)   /* never compact an arena smaller than this */
 #define SLOT_FREE (-1)           /* slot_node of a handle not in use */
 #define SLOT_DEAD (-2)           /* of a handle in use whose node was freed */
 #define SLOT_CLAIMED (-3)        /* of a handle the call in progress is binding */

@@ -300,7 +300,10 @@ int rg_reached(int32_t root, const int32_t *hs, int32_t n, uint8_t *out)
     int32_t pending = 1;
     mark[r] |= 1;
     for (int32_t i = r; pending > 0; i--) {
-        if (!(mark[i] & 1)) continue;
+        if (!(mark[i] & 1)) {                            /* (one below has bit 1) */
+            if (!mark[i]) i = skip_unmarked(mark, i) + 1;   /* the loop's i-- lands on it */
+            continue;
+        }
         mark[i] = (uint8_t)((mark[i] & ~1) | (mark[i] & 2 ? 4 : 0));
         pending--;
         const rg_node *z = &A.nodes[i];

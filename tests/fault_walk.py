@@ -77,7 +77,7 @@ def workload(large=True):
     del labelled, chain, total
     rgrad.collect()                                     # compaction
     if large:   # past 4x the smallest collection threshold (GC_MIN_NODES in C)
-        big = rgrad.values(_zeros(300_000))
+        big = rgrad.values(_zeros(600_000))
         del big
         rgrad.collect()                                 # the arena shrinks back
     return [loss.data, x0.grad] + [p.grad for p in model.parameters()]
