@@ -1,8 +1,22 @@
-"""What several test files compute: the tutorial's worked example and a
-replayable custom op. (tests/ is on sys.path when pytest runs these files.)"""
+"""What several test files compute or use: the tutorial's worked example, a
+replayable custom op, and an allocation made to fail. (tests/ is on sys.path
+when pytest runs these files.)"""
+import contextlib
 import math
 
 import rgrad
+from rgrad._rgrad import lib
+
+
+@contextlib.contextmanager
+def no_memory():
+    """The C core's next allocation fails (rg_fault_after(0)); no injected
+    failure is left after the block, whatever happens in it."""
+    lib.rg_fault_after(0)
+    try:
+        yield
+    finally:
+        lib.rg_fault_after(-1)
 
 
 def seed_example(a, b, relu=lambda v: v.relu()):

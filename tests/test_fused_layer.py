@@ -194,18 +194,21 @@ def _op_by_op(monkeypatch):
     monkeypatch.setattr(rnn, "_chain_for", lambda mlp, x: None)
 
 
-def _graph(root):
-    """(op, data) of every node under root, in a walk order that depends only
-    on the graph's shape, and the grads after backward."""
-    out, seen, stack = [], set(), [root]
+def _under(root):
+    """Every Value under root, root included, each once."""
+    seen, stack = set(), [root]
     while stack:
         v = stack.pop()
-        if id(v) in seen:
-            continue
-        seen.add(id(v))
-        out.append((v._op, v.data))
-        stack.extend(sorted(v._prev, key=lambda c: (c._op, c.data)))
-    return sorted(out)
+        if id(v) not in seen:
+            seen.add(id(v))
+            yield v
+            stack.extend(v._prev)
+
+
+def _graph(root):
+    """(op, data) of every node under root, sorted (the walk's order does not
+    matter)."""
+    return sorted((v._op, v.data) for v in _under(root))
 
 
 @pytest.mark.parametrize("sizes", [[16, 16, 1], [3, 4, 2], [5, 1]])
@@ -498,16 +501,8 @@ def _bits(x):
 
 def _graph_bits(root):
     """Every node under root as (op, data, grad), each with its type and the
-    sign of zero, as a sorted list (the walk's order does not matter)."""
-    out, seen, stack = [], set(), [root]
-    while stack:
-        v = stack.pop()
-        if id(v) in seen:
-            continue
-        seen.add(id(v))
-        out.append((v._op, _bits(v.data), _bits(v.grad)))
-        stack.extend(v._prev)
-    return sorted(out)
+    sign of zero, sorted."""
+    return sorted((v._op, _bits(v.data), _bits(v.grad)) for v in _under(root))
 
 
 def _mixed_model():

@@ -16,6 +16,8 @@ import rgrad
 from rgrad import Value
 from rgrad._rgrad import lib
 
+from reference import no_memory
+
 
 def bits(x):
     return type(x).__name__, struct.pack("<d", float(x))      # -0.0 and 0.0 differ
@@ -330,13 +332,12 @@ def test_without_memory_for_the_program_replay_goes_node_by_node():
     plain = run(root, nodes, leaves, True, "fb")
     for v in leaves:
         v.grad = 0
-    lib.rg_fault_after(0)                    # the program's first allocation fails
-    root.forward()
+    with no_memory():                        # the program's first allocation fails
+        root.forward()
     assert lib.rg_replay_program() == -1
-    lib.rg_fault_after(0)
-    root.backward()
+    with no_memory():
+        root.backward()
     assert lib.rg_replay_program() == -1
-    lib.rg_fault_after(-1)
     assert snapshot(nodes) == plain
     assert run(root, nodes, leaves, False, "fb") == plain
     assert lib.rg_replay_program() > 0
@@ -353,12 +354,8 @@ def test_a_tape_that_cannot_be_made_leaves_no_program_behind():
     acc = Value(0.5)
     for k in range(3000):                    # a longer tape than the first
         acc = acc * 0.5 + k
-    lib.rg_fault_after(0)
-    try:
-        with pytest.raises(MemoryError):
-            acc.forward()
-    finally:
-        lib.rg_fault_after(-1)
+    with no_memory(), pytest.raises(MemoryError):
+        acc.forward()
     assert lib.rg_replay_program() == -1
     assert run(root, nodes, leaves, False, "fb") == plain
     acc.forward()
