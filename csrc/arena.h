@@ -56,7 +56,7 @@ _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
    down the arena from a root (tape_for, rg_backward, higher.c, objects.c)
    visit the marked nodes only; between a graph and the leaves it reaches
    lie the dead nodes of earlier graphs that no compaction has freed yet,
-   which it skips eight at a time. */
+   and this passes them eight at a time. */
 RG_INTERNAL int32_t skip_unmarked(const uint8_t *mark, int32_t i);
 
 #define GC_MIN_NODES (1 << 17)   /* never compact an arena smaller than this */

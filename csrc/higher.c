@@ -38,7 +38,7 @@ int nodes_under(const int32_t *outs, int32_t nout, int32_t **list, int32_t *coun
     }
     int rc = RG_OK;
     for (int32_t i = top; pending > 0; i--) {
-        if (!mark[i]) { i = skip_unmarked(mark, i) + 1; continue; }   /* (the loop's i-- lands on it) */
+        if (!mark[i]) { i = skip_unmarked(mark, i) + 1; continue; }   /* i-- lands on it */
         mark[i] = 0;
         pending--;
         const rg_node *z = &A.nodes[i];

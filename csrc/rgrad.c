@@ -480,7 +480,7 @@ static int tape_for(int32_t r)
     A.prog_len = -1;                        /* nor its program */
     mark_one(mark, r, &pending);
     for (int32_t i = r; pending > 0; i--) {
-        if (!mark[i]) { i = skip_unmarked(mark, i) + 1; continue; }   /* (the loop's i-- lands on it) */
+        if (!mark[i]) { i = skip_unmarked(mark, i) + 1; continue; }   /* i-- lands on it */
         mark[i] = 0;
         pending--;
         mark_one(mark, nodes[i].a, &pending);
@@ -541,7 +541,7 @@ int rg_backward(int32_t root)
             int32_t pending = 0;
             mark_one(mark, r, &pending);
             for (int32_t i = r; pending > 0; i--) {
-                if (!mark[i]) { i = skip_unmarked(mark, i) + 1; continue; }   /* (the loop's i-- lands on it) */
+                if (!mark[i]) { i = skip_unmarked(mark, i) + 1; continue; }   /* i-- lands on it */
                 mark[i] = 0;
                 pending--;
                 rg_node *z = &nodes[i];

@@ -109,9 +109,9 @@ static void count_readers(int32_t mark_as)
     /* (the root, last on the tape, has no reader here: it is no inner node) */
 }
 
-/* The instruction at tape position k, its terms and links written to
-   terms and links if not NULL (t0 and r0 then count from there); *k moves
-   past it. */
+/* The instruction at tape position *k, its terms and links written to
+   terms and links if not NULL, and *k moved past it. Its t0 and r0, where
+   its terms and links start in the program's arrays, are prog_make's. */
 static rg_instr instr_at(int32_t *k, rg_term *terms, rg_link *links)
 {
     const int32_t *tape = A.tape;
@@ -191,8 +191,9 @@ static inline unsigned data_bits(unsigned old, double v, unsigned k)
 
 /* A dot forward: each product, then each sum, as step() makes them (a
    product's int zero loses its sign: unsign()). Returns the last sum's
-   value, its flags in *flags. (Each sum adds its product on the side the
-   node has it: for all but NaNs, a + b is b + a to the bit.) */
+   value, its flags in *flags. (Each sum computes acc + p, whichever side
+   its node has the product on: for all but NaNs, a + b is b + a to the
+   bit.) */
 static inline double dot_forward(rg_node *nodes, const rg_instr *in, unsigned *flags)
 {
     const rg_term *t = A.terms + in->t0;
