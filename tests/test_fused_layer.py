@@ -538,8 +538,10 @@ def test_a_fused_call_makes_the_nodes_op_by_op_makes_to_the_bit(what):
         if what == "Layer":
             layer = model.layers[0]
             out = layer(x) if fused else [n(x) for n in layer.neurons]
+            assert not fused or layer.__dict__["_cached_plan"].fusable   # rg_layer ran
         elif fused:
             out = model(x)
+            assert rnn._chain_for(model, x) is not None                  # rg_mlp ran
         else:
             out = x
             for layer in model.layers:
