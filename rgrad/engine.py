@@ -214,6 +214,9 @@ def _unary(fn):
 def _fresh(n):
     """n new Values, each holding a free slot C has not bound yet, and those
     slots as a C array (for the calls that make many nodes)."""
+    if n == 1:                  # an MLP's one output: no lists to build
+        v = _new(Value)
+        return [v], ffi.new("int32_t *", _c.take(v))
     vs = [_new(Value) for _ in range(n)]
     for v in vs:
         _c.take(v)
