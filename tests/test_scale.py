@@ -40,6 +40,18 @@ def _rss_bytes():
         pytest.skip("no /proc/self/statm to read the resident set size from")
 
 
+def _under_asan():
+    """Whether AddressSanitizer runs in this process (.ci/sanitize). Its
+    quarantine keeps freed memory resident (up to 256 MB by default), so the
+    resident set then shows how much the whole test run has freed, not what
+    rgrad keeps."""
+    try:
+        with open("/proc/self/maps") as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
+
+
 def _training_step(params, n_ops=20_000):
     loss = params[0] * 0
     for i in range(n_ops):
@@ -63,7 +75,8 @@ def test_memory_stays_flat_in_a_loop_that_drops_its_graph_each_step():
     s = rgrad.stats()
     assert s["collections"] > collections0       # it reclaimed by itself
     assert s["capacity"] <= max(cap0, 4 * 40_000 + 2**17)
-    assert _rss_bytes() - rss0 < 32 * 2**20      # a leak would be ~240 MB
+    if not _under_asan():                        # (the plain run checks it)
+        assert _rss_bytes() - rss0 < 32 * 2**20  # a leak would be ~240 MB
 
 
 def test_collection_keeps_values_that_are_still_held():
