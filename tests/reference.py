@@ -1,11 +1,18 @@
 """What several test files compute or use: the tutorial's worked example, a
-replayable custom op, and an allocation made to fail. (tests/ is on sys.path
-when pytest runs these files.)"""
+replayable custom op, an allocation made to fail, and a number's exact bits.
+(tests/ is on sys.path when pytest runs these files.)"""
 import contextlib
 import math
+import struct
 
 import rgrad
 from rgrad._rgrad import lib
+
+
+def bits(x):
+    """x's type (micrograd's int or float) and its double's bytes, in which
+    -0.0 and 0.0 differ."""
+    return type(x).__name__, struct.pack("<d", float(x))
 
 
 @contextlib.contextmanager

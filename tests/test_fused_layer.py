@@ -10,7 +10,6 @@ from the layer's objects as they are at the call, and the unfused computation
 Every test runs twice: with C checking the neurons from the objects (on
 CPython 3.11) and with the check that reads their attributes in Python."""
 import random
-import struct
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +18,8 @@ from hypothesis import strategies as st
 import rgrad
 import rgrad.nn as rnn
 from rgrad import Value
+
+from reference import bits
 
 
 @pytest.fixture(autouse=True, params=["C checks", "Python checks"])
@@ -495,14 +496,10 @@ def test_a_layer_follows_a_patched_neuron_call_or_value_operator(what, monkeypat
     assert model(x).data == _chained_reference(model, x, op_by_op=True)
 
 
-def _bits(x):
-    return type(x).__name__, struct.pack("<d", float(x))     # int or float; -0.0 vs 0.0
-
-
 def _graph_bits(root):
     """Every node under root as (op, data, grad), each with its type and the
     sign of zero, sorted."""
-    return sorted((v._op, _bits(v.data), _bits(v.grad)) for v in _under(root))
+    return sorted((v._op, bits(v.data), bits(v.grad)) for v in _under(root))
 
 
 def _mixed_model():
@@ -548,12 +545,12 @@ def test_a_fused_call_makes_the_nodes_op_by_op_makes_to_the_bit(what):
                 out = [n(out) for n in layer.neurons]
         root = sum(out) if what == "Layer" else out[0] * out[1] + out[1]
         root.backward()
-        results.append((_graph_bits(root), _bits(u.grad), _bits(x[0].grad),
-                        [_bits(p.grad) for p in model.parameters()]))
+        results.append((_graph_bits(root), bits(u.grad), bits(x[0].grad),
+                        [bits(p.grad) for p in model.parameters()]))
     fused, op_by_op = results
     assert fused == op_by_op
     # the graph holds what the test is about: int zeros, both signs of zero
     kinds = {d for _, d, _ in fused[0]}
-    assert ("int", _bits(0.0)[1]) in kinds and ("float", _bits(-0.0)[1]) in kinds
+    assert ("int", bits(0.0)[1]) in kinds and ("float", bits(-0.0)[1]) in kinds
     if what == "MLP":
-        assert fused[1] != _bits(0)             # the Python op's closure ran
+        assert fused[1] != bits(0)             # the Python op's closure ran

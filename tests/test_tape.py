@@ -6,7 +6,6 @@ time (it checks each node), so each test runs the same steps both ways and
 compares every node of the graph: data and grad, their types, and the sign
 of zero."""
 import math
-import struct
 
 import pytest
 from hypothesis import given, settings
@@ -16,11 +15,7 @@ import rgrad
 from rgrad import Value
 from rgrad._rgrad import lib
 
-from reference import no_memory
-
-
-def bits(x):
-    return type(x).__name__, struct.pack("<d", float(x))      # -0.0 and 0.0 differ
+from reference import bits, no_memory
 
 
 def snapshot(nodes):
