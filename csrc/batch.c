@@ -135,6 +135,7 @@ static int32_t chain_at(const rg_batch *b, int32_t k, const int32_t *uses,
 static int fuse(rg_batch *b, int32_t *nv)
 {
     int32_t n = b->nvprog, w = 0, nterms = 0;
+    b->most_terms = 0;
     int32_t *uses = calloc((size_t)(*nv ? *nv : 1), sizeof *uses);
     int32_t *to = malloc((size_t)(*nv ? *nv : 1) * sizeof *to);
     b->terms = malloc((size_t)(n / 2 + 1) * sizeof *b->terms);
@@ -162,6 +163,7 @@ static int fuse(rg_batch *b, int32_t *nv)
                                                 : (term){ .v = mul->y, .u = mul->x };
         }
         b->vprog[w++] = dot;
+        if (t > b->most_terms) b->most_terms = t;
         k += 2 * t;
     }
     b->nvprog = w;
@@ -413,12 +415,14 @@ static void run_blocks(void *arg)
 {
     work *w = arg;
     rg_batch *b = w->b;
-    int32_t B = b->block, nv = b->nv;
+    int32_t B = b->block, S = b->stride, nv = b->nv;
     int64_t nblocks = (b->rows + B - 1) / B;
     double *scratch = NULL, *G = NULL;
     if (!b->keep || w->backward) {
-        scratch = b->keep ? NULL : malloc((size_t)(nv ? nv : 1) * (size_t)B * sizeof *scratch);
-        G = w->backward ? malloc((size_t)(nv + 1) * (size_t)B * sizeof *G) : NULL;   /* +1: POWV's */
+        scratch = b->keep ? NULL : malloc((size_t)(nv ? nv : 1) * (size_t)S * sizeof *scratch);
+        /* G: the grads, a spare register (POWV's), and OP_DOT's lanes */
+        size_t g_size = (size_t)(nv + 1) * (size_t)S + 4 * (size_t)(b->most_terms + 1);
+        G = w->backward ? malloc(g_size * sizeof *G) : NULL;
         if ((!b->keep && !scratch) || (w->backward && !G)) {
             w->rc = RG_ENOMEM;
             goto out;
@@ -427,26 +431,26 @@ static void run_blocks(void *arg)
     for (int64_t blk = w->t; blk < nblocks; blk += w->nthreads) {
         int64_t r0 = blk * B;
         int32_t m = (int32_t)(b->rows - r0 < B ? b->rows - r0 : B);
-        double *D = b->keep ? b->kept + blk * (int64_t)nv * B : scratch;
+        double *D = b->keep ? b->kept + blk * (int64_t)nv * S : scratch;
         if (!w->backward || !b->keep) {
             for (int32_t j = 0; j < b->nin; j++) {
-                double *col = D + (int64_t)b->in_reg[j] * B;
+                double *col = D + (int64_t)b->in_reg[j] * S;
                 for (int32_t i = 0; i < m; i++) col[i] = b->in_rows[(r0 + i) * b->nin + j];
             }
-            int rc = batch_fwd_block(b, D, B, m);
+            int rc = batch_fwd_block(b, D, S, m);
             if (rc != RG_OK) { w->rc = rc; goto out; }
         }
         if (!w->backward) {
             for (int32_t k = 0; k < b->nout; k++) {
-                const double *src = b->out_kind[k] == VEC ? D + (int64_t)b->out_reg[k] * B : NULL;
+                const double *src = b->out_kind[k] == VEC ? D + (int64_t)b->out_reg[k] * S : NULL;
                 double us = src ? 0.0 : b->u[b->out_reg[k]];
                 for (int32_t i = 0; i < m; i++)
                     w->out[(r0 + i) * b->nout + k] = src ? src[i] : us;
             }
         } else {
-            batch_bwd_block(b, D, G, w->P + blk * (int64_t)(b->nu ? b->nu : 1), B, m);
+            batch_bwd_block(b, D, G, w->P + blk * (int64_t)(b->nu ? b->nu : 1), S, m);
             for (int32_t j = 0; j < b->nin; j++) {
-                const double *col = G + (int64_t)b->in_reg[j] * B;
+                const double *col = G + (int64_t)b->in_reg[j] * S;
                 for (int32_t i = 0; i < m; i++) b->in_grads[(r0 + i) * b->nin + j] = col[i];
             }
         }
@@ -553,7 +557,14 @@ int rg_batch_forward(rg_batch *b, const double *rows, int64_t n, double *out, in
     if (b->nin) memcpy(b->in_rows, rows, (size_t)n * (size_t)b->nin * sizeof *rows);
     b->rows = n;
     int64_t nblocks = (n + b->block - 1) / b->block;
-    int64_t doubles = nblocks * (int64_t)b->nv * b->block;
+    /* A register's rows, rounded up to a whole number of 64-byte lines, and
+       that number odd: registers a power of two apart in memory would share
+       the cache's sets (and loads would wait on stores to other registers
+       4 KiB away), which a loop over many registers at once meets. */
+    int64_t most = n < b->block ? n : b->block;
+    b->stride = (int32_t)((most + 7) & ~7);
+    if ((b->stride / 8) % 2 == 0) b->stride += 8;
+    int64_t doubles = nblocks * (int64_t)b->nv * b->stride;
     /* else backward computes each block again */
     b->keep = doubles * (int64_t)sizeof(double) <= KEEP_BYTES &&
               room(&b->kept, &b->kept_cap, doubles);

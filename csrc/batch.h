@@ -44,6 +44,7 @@ struct rg_batch {
     inst *vprog, *uprog;
     int32_t nvprog, nuprog;
     term *terms;                     /* OP_DOT's terms */
+    int32_t most_terms;              /* the most terms of any OP_DOT (0: none) */
     int fuse;                        /* fuse_chains, fixed_block as it was made */
     int32_t fixed_block;
     int32_t *in_reg;                 /* input j -> vector register */
@@ -58,6 +59,7 @@ struct rg_batch {
     int64_t u_cap;
     int64_t rows;                    /* rows of the last forward, 0 before any */
     int32_t block;                   /* rows a block */
+    int32_t stride;                  /* doubles from one register's rows to the next's */
     double *in_rows;                 /* rows x nin, a copy of the last forward's rows */
     double *kept;                    /* each block's vector data (nblocks x nv x block), or NULL */
     double *in_grads;                /* rows x nin after backward */

@@ -23,6 +23,13 @@
 #else
 #define BLOCK_KERNEL
 #endif
+/* what the block loops call, built into each of them (a function of its own
+   would be built for the baseline only) */
+#if defined(__GNUC__)
+#define KERNEL_PART static inline __attribute__((always_inline))
+#else
+#define KERNEL_PART static inline
+#endif
 
 /* ---- the loops over a block ------------------------------------------------ */
 
@@ -43,6 +50,229 @@ static inline double bsigmoid(double x)
 {
     double e = exp(-fabs(x));
     return x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+
+/* ---- four lanes ------------------------------------------------------------ */
+
+/* Sums over a block's rows go in four lanes (row i in lane i % 4), added up
+   in a fixed order: no thread count or instruction set changes them. GCC and
+   Clang get the four lanes as one vector (vector_size), others as four
+   doubles; the additions are the same. Macros, not functions: a vector
+   passed by value to a function changes the ABI with the instruction set,
+   which compilers warn of. */
+#if defined(__GNUC__) && !defined(RG_NO_VECTOR_EXT)   /* (that: to test the other branch) */
+typedef double lanes4 __attribute__((vector_size(32)));
+#define L4_SPLAT(d, s) ((d) = (lanes4){ (s), (s), (s), (s) })
+#define L4_ADD(d, a, b) ((d) = (a) + (b))
+#define L4_MULADD(d, a, b, c) ((d) = (a) + (b) * (c))           /* two roundings */
+#else
+typedef struct { double e[4]; } lanes4;
+#define L4_SPLAT(d, s)                                                       \
+    do { double s_ = (s); for (int q_ = 0; q_ < 4; q_++) (d).e[q_] = s_; } while (0)
+#define L4_ADD(d, a, b)                                                      \
+    do { for (int q_ = 0; q_ < 4; q_++) (d).e[q_] = (a).e[q_] + (b).e[q_]; } while (0)
+#define L4_MULADD(d, a, b, c)                                                \
+    do {                                                                     \
+        for (int q_ = 0; q_ < 4; q_++) (d).e[q_] = (a).e[q_] + (b).e[q_] * (c).e[q_]; \
+    } while (0)
+#endif
+#define L4_LOAD(d, p) memcpy(&(d), (p), sizeof(lanes4))
+#define L4_STORE(p, s) memcpy((p), &(s), sizeof(lanes4))
+/* the four lanes' total, in the one order */
+#define L4_TOTAL(r) (((r)[0] + (r)[1]) + ((r)[2] + (r)[3]))
+
+/* The sum of a[0 .. m) over four lanes. */
+KERNEL_PART double sum4(const double *restrict a, int32_t m)
+{
+    lanes4 l, x;
+    double r[4];
+    int32_t i = 0;
+    L4_SPLAT(l, 0.0);
+    for (; i + 4 <= m; i += 4) {
+        L4_LOAD(x, a + i);
+        L4_ADD(l, l, x);
+    }
+    L4_STORE(r, l);
+    for (; i < m; i++) r[i & 3] += a[i];
+    return L4_TOTAL(r);
+}
+
+/* The four-lane sum of a[i] * g[i], while g2[i] gets s * g[i] (stored where
+   first, else added): one pass over g for `s * a` with s uniform, which
+   passes both. */
+KERNEL_PART double dot4_put(const double *restrict a, const double *restrict g,
+                            double *g2, int first, double s, int32_t m)
+{
+    lanes4 l, x, y, o, s4, zero;
+    double r[4];
+    int32_t i = 0;
+    L4_SPLAT(l, 0.0);
+    L4_SPLAT(zero, 0.0);
+    L4_SPLAT(s4, s);
+    for (; i + 4 <= m; i += 4) {
+        L4_LOAD(x, a + i);
+        L4_LOAD(y, g + i);
+        L4_MULADD(l, l, x, y);
+        if (first) o = zero;
+        else L4_LOAD(o, g2 + i);
+        L4_MULADD(o, o, s4, y);
+        L4_STORE(g2 + i, o);
+    }
+    L4_STORE(r, l);
+    for (; i < m; i++) {
+        r[i & 3] += a[i] * g[i];
+        g2[i] = (first ? 0.0 : g2[i]) + s * g[i];
+    }
+    return L4_TOTAL(r);
+}
+
+/* ---- OP_DOT ------------------------------------------------------------------ */
+
+/* A dot's loops take up to 16 rows at a time (K groups of four, K <= 4):
+   their running sums (forward) or the dot's grad (backward) stay in
+   registers while the loop goes over the terms, instead of a pass over the
+   rows in memory for each term. Every row gets the same operations in the
+   same order as a pass per term would give it (and the ops one by one), and
+   every lane of a uniform's sum the same rows in the same order: the same
+   bits. The callers pass K as a constant, and the loops over k unroll. */
+
+/* The dot z = ((start + w1 v1) + w2 v2) + ..., rows i .. i + 4K - 1: the
+   start is x's rows, or xs. */
+KERNEL_PART void dot_rows(const double *restrict D, const double *u, const term *tm,
+                          int32_t nt, const double *x, double xs, double *z, int32_t stride,
+                          int32_t i, int K)
+{
+    lanes4 acc[4], v, w;
+    const double *vt = D + (int64_t)tm[0].v * stride + i;
+    L4_SPLAT(w, u[tm[0].u]);
+    for (int k = 0; k < K; k++) {
+        lanes4 s;
+        if (x) L4_LOAD(s, x + i + 4 * k);
+        else L4_SPLAT(s, xs);
+        L4_LOAD(v, vt + 4 * k);
+        L4_MULADD(acc[k], s, w, v);
+    }
+    for (int32_t t = 1; t < nt; t++) {
+        vt = D + (int64_t)tm[t].v * stride + i;
+        L4_SPLAT(w, u[tm[t].u]);
+        for (int k = 0; k < K; k++) {
+            L4_LOAD(v, vt + 4 * k);
+            L4_MULADD(acc[k], acc[k], w, v);
+        }
+    }
+    for (int k = 0; k < K; k++) L4_STORE(z + i + 4 * k, acc[k]);
+}
+
+/* The dot in every row of the block. */
+KERNEL_PART void dot_forward(const double *restrict D, const double *u, const term *tm,
+                             int32_t nt, const double *x, double xs, double *z,
+                             int32_t stride, int32_t m)
+{
+    int32_t i = 0;
+    for (; i + 16 <= m; i += 16) dot_rows(D, u, tm, nt, x, xs, z, stride, i, 4);
+    for (; i + 4 <= m; i += 4) dot_rows(D, u, tm, nt, x, xs, z, stride, i, 1);
+    for (; i < m; i++) {
+        double acc = (x ? x[i] : xs) + u[tm[0].u] * D[(int64_t)tm[0].v * stride + i];
+        for (int32_t t = 1; t < nt; t++)
+            acc = acc + u[tm[t].u] * D[(int64_t)tm[t].v * stride + i];
+        z[i] = acc;
+    }
+}
+
+/* One term's part of a dot's backward, rows i .. i + 4K - 1, y their grad:
+   its lanes l (kept in memory from one group of rows to the next) += v * y,
+   and its vector's grad g2 = (first ? 0 : g2) + w * y. */
+KERNEL_PART void term_rows(const double *restrict D, double *restrict G, const double *u,
+                           const term *tm, const lanes4 *y, double *l, int32_t stride,
+                           int32_t i, int K)
+{
+    const double *v = D + (int64_t)tm->v * stride + i;
+    double *g2 = G + (int64_t)tm->v * stride + i;
+    lanes4 lane, x, w, o;
+    L4_LOAD(lane, l);
+    for (int k = 0; k < K; k++) {
+        L4_LOAD(x, v + 4 * k);
+        L4_MULADD(lane, lane, x, y[k]);
+    }
+    L4_STORE(l, lane);
+    L4_SPLAT(w, u[tm->u]);
+    for (int k = 0; k < K; k++) {
+        if (tm->first) L4_SPLAT(o, 0.0);
+        else L4_LOAD(o, g2 + 4 * k);
+        L4_MULADD(o, o, w, y[k]);
+        L4_STORE(g2 + 4 * k, o);
+    }
+}
+
+/* The same, one row (row i, in lane i & 3). */
+KERNEL_PART void term_row(const double *restrict D, double *restrict G, const double *u,
+                          const term *tm, double y, double *l, int32_t stride, int32_t i)
+{
+    int64_t at = (int64_t)tm->v * stride + i;
+    l[i & 3] += D[at] * y;
+    G[at] = (tm->first ? 0.0 : G[at]) + u[tm->u] * y;
+}
+
+/* dot_backward (below), rows i .. i + 4K - 1. */
+KERNEL_PART void dot_back_rows(const inst *in, const term *tm, const double *restrict D,
+                               double *restrict G, const double *u, double *L,
+                               int32_t stride, int32_t i, int K)
+{
+    const double *gz = G + (int64_t)in->z * stride + i;
+    int32_t nt = in->nt;
+    lanes4 y[4], zero, o;
+    L4_SPLAT(zero, 0.0);
+    for (int k = 0; k < K; k++) {
+        L4_LOAD(o, gz + 4 * k);
+        L4_ADD(y[k], zero, o);
+    }
+    for (int32_t t = nt - 1; t >= 1; t--) term_rows(D, G, u, &tm[t], y, L + 4 * t, stride, i, K);
+    if (in->kx == VEC) {
+        double *gx = G + (int64_t)in->x * stride + i;
+        for (int k = 0; k < K; k++) {
+            if (in->bwd & FIRST_X) o = zero;
+            else L4_LOAD(o, gx + 4 * k);
+            L4_ADD(o, o, y[k]);
+            L4_STORE(gx + 4 * k, o);
+        }
+    } else {                                     /* the start's lanes */
+        L4_LOAD(o, L + 4 * nt);
+        for (int k = 0; k < K; k++) L4_ADD(o, o, y[k]);
+        L4_STORE(L + 4 * nt, o);
+    }
+    term_rows(D, G, u, &tm[0], y, L, stride, i, K);
+}
+
+/* The backward of the dot `in` over a block of m rows, as the ops one by one
+   would run it. Unfused, A_n passes its grad gz on, stored first (0 + gz)
+   into A_(n-1) and M_n, and so on down: every M_t and A_t has grad
+   y = 0 + gz. Then the multiplies' and the start's grads go in the order
+   backward met them: M_n .. M_2, A_1's start, M_1; and the uniforms' sums
+   get the rows' totals in that order too. L: 4 * (nt + 1) doubles, the
+   terms' lanes and then the start's. */
+KERNEL_PART void dot_backward(const inst *in, const term *tm, const double *restrict D,
+                              double *restrict G, double *restrict P, const double *u,
+                              double *L, int32_t stride, int32_t m)
+{
+    const double *gz = G + (int64_t)in->z * stride;
+    int32_t nt = in->nt;
+    int xv = in->kx == VEC, fx = in->bwd & FIRST_X;
+    double *gx = xv ? G + (int64_t)in->x * stride : NULL;
+    double *ls = L + 4 * nt;
+    memset(L, 0, sizeof *L * 4 * (size_t)(nt + 1));
+    int32_t i = 0;
+    for (; i + 16 <= m; i += 16) dot_back_rows(in, tm, D, G, u, L, stride, i, 4);
+    for (; i + 4 <= m; i += 4) dot_back_rows(in, tm, D, G, u, L, stride, i, 1);
+    for (; i < m; i++) {
+        double y = 0.0 + gz[i];
+        for (int32_t t = nt - 1; t >= 1; t--) term_row(D, G, u, &tm[t], y, L + 4 * t, stride, i);
+        if (xv) gx[i] = (fx ? 0.0 : gx[i]) + y;
+        else ls[i & 3] += y;
+        term_row(D, G, u, &tm[0], y, L, stride, i);
+    }
+    for (int32_t t = nt - 1; t >= 1; t--) P[tm[t].u] += L4_TOTAL(L + 4 * t);
+    if (!xv) P[in->x] += L4_TOTAL(ls);
+    P[tm[0].u] += L4_TOTAL(L);
 }
 
 /* Forward of the vector program over one block of m rows: D holds nv
@@ -107,156 +337,18 @@ int batch_fwd_block(const rg_batch *b, double *restrict D, int32_t stride, int32
         case RG_LNZ:
             for (int32_t i = 0; i < m; i++) z[i] = x[i] == 0.0 ? 0.0 : log(x[i]);
             break;
-        case OP_DOT: {                   /* ((start + w1 x1) + w2 x2) + ... */
+        case OP_DOT:                     /* ((start + w1 x1) + w2 x2) + ... */
             /* + and * are commutative in IEEE arithmetic, so the operands'
                order is not kept (nor, where two NaNs meet, is it in the ops
                one by one: which NaN's payload comes out is the compiler's) */
-            const term *tm = b->terms + in->t0;
-            const double *v = D + (int64_t)tm[0].v * stride;
-            double w = u[tm[0].u];
-            if (x) for (int32_t i = 0; i < m; i++) z[i] = x[i] + w * v[i];
-            else for (int32_t i = 0; i < m; i++) z[i] = xs + w * v[i];
-            for (int32_t t = 1; t < in->nt; t++) {
-                v = D + (int64_t)tm[t].v * stride;
-                w = u[tm[t].u];
-                for (int32_t i = 0; i < m; i++) z[i] = z[i] + w * v[i];
-            }
+            dot_forward(D, u, b->terms + in->t0, in->nt, x, xs, z, stride, m);
             break;
-        }
         default: return RG_EHANDLE;
         }
     }
     return bad;
 }
 
-/* Sums over a block's rows, in four lanes (row i in lane i % 4) added up in
-   a fixed order: no thread count or instruction set changes them. GCC and
-   Clang get the four lanes as one vector (vector_size), others as four
-   doubles; the additions are the same. */
-#if defined(__GNUC__) && !defined(RG_NO_VECTOR_EXT)   /* (that: to test the other branch) */
-typedef double lanes4 __attribute__((vector_size(32)));
-
-static inline double lanes_total(lanes4 l, const double *a, const double *g, int32_t i,
-                                 int32_t m)
-{
-    double r[4];
-    memcpy(r, &l, sizeof r);
-    for (; i < m; i++) r[i & 3] += g ? a[i] * g[i] : a[i];
-    return (r[0] + r[1]) + (r[2] + r[3]);
-}
-
-static inline double sum4(const double *restrict a, int32_t m)
-{
-    lanes4 l = { 0.0, 0.0, 0.0, 0.0 }, x;
-    int32_t i = 0;
-    for (; i + 4 <= m; i += 4) {
-        memcpy(&x, a + i, sizeof x);
-        l += x;
-    }
-    return lanes_total(l, a, NULL, i, m);
-}
-
-static inline double dot4(const double *restrict a, const double *restrict g, int32_t m)
-{
-    lanes4 l = { 0.0, 0.0, 0.0, 0.0 }, x, y;
-    int32_t i = 0;
-    for (; i + 4 <= m; i += 4) {
-        memcpy(&x, a + i, sizeof x);
-        memcpy(&y, g + i, sizeof y);
-        l += x * y;
-    }
-    return lanes_total(l, a, g, i, m);
-}
-/* One term of dot4_put, rows i .. i + 3: its lanes l += a * y, and
-   g2 = (first ? 0 : g2) + s * y, where y is g's four rows. */
-static inline void put4(lanes4 *l, const double *a, lanes4 y, double *g2, int first,
-                        lanes4 s, int32_t i)
-{
-    lanes4 x, o = { 0.0, 0.0, 0.0, 0.0 };
-    memcpy(&x, a + i, sizeof x);
-    *l += x * y;
-    if (!first) memcpy(&o, g2 + i, sizeof o);
-    o += s * y;
-    memcpy(g2 + i, &o, sizeof o);
-}
-
-/* P += the four-lane sum of a[i] * g[i] (as dot4), while g2[i] gets s * g[i]
-   (stored where first, else added): one pass over g for `s * a` with s
-   uniform, which passes both. */
-static inline double dot4_put(const double *restrict a, const double *restrict g,
-                              double *g2, int first, double s, int32_t m)
-{
-    lanes4 l = { 0.0, 0.0, 0.0, 0.0 }, y, s4 = { s, s, s, s };
-    int32_t i = 0;
-    for (; i + 4 <= m; i += 4) {
-        memcpy(&y, g + i, sizeof y);
-        put4(&l, a, y, g2, first, s4, i);
-    }
-    for (int32_t j = i; j < m; j++) g2[j] = (first ? 0.0 : g2[j]) + s * g[j];
-    return lanes_total(l, a, g, i, m);
-}
-
-/* dot4_put for two terms that share g (an OP_DOT's), term 1's then term 2's
-   in each row, as two calls would give them (p1 and p2 get the sums): the
-   two sums' chains of additions run side by side, and g is read once. g21
-   may be g22 (one vector in both terms). */
-static inline void dot4_put2(const double *restrict a1, const double *restrict a2,
-                             const double *restrict g, double *g21, double *g22,
-                             int first1, int first2, double s1, double s2, int32_t m,
-                             double *p1, double *p2)
-{
-    lanes4 l1 = { 0.0, 0.0, 0.0, 0.0 }, l2 = l1, y;
-    lanes4 s14 = { s1, s1, s1, s1 }, s24 = { s2, s2, s2, s2 };
-    int32_t i = 0;
-    for (; i + 4 <= m; i += 4) {
-        memcpy(&y, g + i, sizeof y);
-        put4(&l1, a1, y, g21, first1, s14, i);
-        put4(&l2, a2, y, g22, first2, s24, i);
-    }
-    for (int32_t j = i; j < m; j++) {
-        g21[j] = (first1 ? 0.0 : g21[j]) + s1 * g[j];
-        g22[j] = (first2 ? 0.0 : g22[j]) + s2 * g[j];
-    }
-    *p1 += lanes_total(l1, a1, g, i, m);
-    *p2 += lanes_total(l2, a2, g, i, m);
-}
-#else
-static inline double sum4(const double *restrict a, int32_t m)
-{
-    double l[4] = { 0.0, 0.0, 0.0, 0.0 };
-    int32_t i = 0;
-    for (; i + 4 <= m; i += 4)
-        for (int32_t q = 0; q < 4; q++) l[q] += a[i + q];
-    for (; i < m; i++) l[i & 3] += a[i];
-    return (l[0] + l[1]) + (l[2] + l[3]);
-}
-
-static inline double dot4(const double *restrict a, const double *restrict g, int32_t m)
-{
-    double l[4] = { 0.0, 0.0, 0.0, 0.0 };
-    int32_t i = 0;
-    for (; i + 4 <= m; i += 4)
-        for (int32_t q = 0; q < 4; q++) l[q] += a[i + q] * g[i + q];
-    for (; i < m; i++) l[i & 3] += a[i] * g[i];
-    return (l[0] + l[1]) + (l[2] + l[3]);
-}
-
-static inline double dot4_put(const double *restrict a, const double *restrict g,
-                              double *g2, int first, double s, int32_t m)
-{
-    for (int32_t i = 0; i < m; i++) g2[i] = (first ? 0.0 : g2[i]) + s * g[i];
-    return dot4(a, g, m);
-}
-
-static inline void dot4_put2(const double *restrict a1, const double *restrict a2,
-                             const double *restrict g, double *g21, double *g22,
-                             int first1, int first2, double s1, double s2, int32_t m,
-                             double *p1, double *p2)
-{
-    *p1 += dot4_put(a1, g, g21, first1, s1, m);
-    *p2 += dot4_put(a2, g, g22, first2, s2, m);
-}
-#endif
 
 /* Backward of the vector program over one block: D the block's data, G its
    grads (zeroed here), P the block's partial sums for the uniform registers
@@ -347,31 +439,10 @@ void batch_bwd_block(const rg_batch *b, const double *restrict D, double *restri
         case RG_STEP:                    /* its derivative is 0: nothing added */
             if (fx) memset(gx, 0, (size_t)m * sizeof *gx);
             break;
-        case OP_DOT: {
-            /* Unfused, A_n passes gz on, stored first (0 + gz) into A_(n-1)
-               and M_n, and so on down: every M_t and A_t has grad 0 + gz,
-               T here. Then the multiplies' and the start's grads in the
-               order backward met them: M_n .. M_2, A_1's start, M_1. */
-            double *T = G + (int64_t)b->nv * stride;     /* the spare register */
-            const term *tm = b->terms + in->t0;
-            for (int32_t i = 0; i < m; i++) T[i] = 0.0 + gz[i];
-/* term j's vector's data and grad */
-#define TD(j) (D + (int64_t)tm[j].v * stride)
-#define TG(j) (G + (int64_t)tm[j].v * stride)
-            int32_t t = in->nt - 1;
-            for (; t >= 2; t -= 2)                      /* M_t, M_(t-1) */
-                dot4_put2(TD(t), TD(t - 1), T, TG(t), TG(t - 1), tm[t].first,
-                          tm[t - 1].first, u[tm[t].u], u[tm[t - 1].u], m,
-                          &P[tm[t].u], &P[tm[t - 1].u]);
-            if (t == 1)
-                P[tm[1].u] += dot4_put(TD(1), T, TG(1), tm[1].first, u[tm[1].u], m);
-            if (xv) PUT(gx, fx, T[i]);                  /* A_1's start */
-            else P[in->x] += sum4(T, m);
-            P[tm[0].u] += dot4_put(TD(0), T, TG(0), tm[0].first, u[tm[0].u], m);
-#undef TD
-#undef TG
+        case OP_DOT:                     /* its lanes after the spare register */
+            dot_backward(in, b->terms + in->t0, D, G, P, u, G + (int64_t)(b->nv + 1) * stride,
+                         stride, m);
             break;
-        }
         }
 #undef PUT
 #undef XI

@@ -441,7 +441,11 @@ def chains():
     n5 = s0 + ws[0] * x[1] + ws[1] * x[2]                     # the chain reads
     part = b0 + ws[2] * x[0] + ws[4] * x[1]                   # an inner sum that is an
     n6 = part + ws[1] * x[2] + ws[0] * x[0]                   # output too
-    return [out + n4 + n5 * n6, n1, n2, part], list(x), ws + [b0]
+    # one weight as the start and in three terms: its sum gets the terms'
+    # and the start's totals in backward's order (x[2]'s, x[1]'s, the
+    # start's, x[0]'s), which the rounding shows
+    n7 = ws[1] + ws[1] * x[0] + ws[1] * x[1] + ws[1] * x[2]
+    return [out + n4 + n5 * n6 + n7, n1, n2, part], list(x), ws + [b0]
 
 
 SPECIAL_ROWS = np.array([[0.5, -1.0, 2.0], [0.0, -0.0, 0.0], [-0.0, 1e-300, -3.5],
