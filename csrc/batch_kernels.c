@@ -16,7 +16,8 @@
 /* The block loops are built twice on x86-64 Linux with GCC: for AVX2 (4
    doubles a vector) and for the baseline (SSE2, 2), the one this CPU runs
    chosen when the library loads (an ifunc). Neither contracts a * b + c
-   into one rounding (-std=c11: no FMA), so both give the same bits. */
+   into one rounding (-ffp-contract=off, build_ffi.py: no FMA), so both give
+   the same bits. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
     !defined(RG_NO_CLONES)
 #define BLOCK_KERNEL __attribute__((target_clones("avx2", "default")))
