@@ -9,6 +9,9 @@ WORKLOAD is one of:
   demo-step        one eager step of micrograd's demo (rgrad.bench_workloads.demo_step)
   demo-replay      forward() then backward() of the demo step's graph (65,077
                    interior nodes: rgrad.bench_peers' rgrad-replay, untimed)
+  demo-batch       one batched demo step over the 100 rows (rgrad.bench_peers'
+                   rgrad-batch, one thread); run it with OPENBLAS_NUM_THREADS=1,
+                   or numpy's BLAS threads add instructions of their own
 
 Instructions per round: run it with ROUNDS 1 and 21 (3 for demo-step) and
 divide the difference of the two totals by the difference of the rounds.
@@ -39,5 +42,11 @@ elif WORKLOAD == "demo-replay":
     for _ in range(ROUNDS):
         total.forward()
         total.backward()
+elif WORKLOAD == "demo-batch":
+    from rgrad.bench_peers import FACTORIES
+    peer = FACTORIES["rgrad-batch"](*W.moons())
+    for _ in range(ROUNDS):
+        peer.step()
 else:
-    sys.exit(f"unknown workload {WORKLOAD!r}: chain-backward, chain-replay, demo-step or demo-replay")
+    sys.exit(f"unknown workload {WORKLOAD!r}: chain-backward, chain-replay, demo-step, "
+             "demo-replay or demo-batch")
