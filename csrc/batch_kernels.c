@@ -135,7 +135,11 @@ KERNEL_PART double dot4_put(const double *restrict a, const double *restrict g,
    rows in memory for each term. Every row gets the same operations in the
    same order as a pass per term would give it (and the ops one by one), and
    every lane of a uniform's sum the same rows in the same order: the same
-   bits. The callers pass K as a constant, and the loops over k unroll. */
+   bits (but for which NaN comes out where two NaNs meet, which the compiler
+   chooses here as everywhere: a review's harness compared this code with
+   the pass per term on 8.6 million random programs and found no other
+   difference). The callers pass K as a constant, and the loops over k
+   unroll. */
 
 /* The dot z = ((start + w1 v1) + w2 v2) + ..., rows i .. i + 4K - 1: the
    start is x's rows, or xs. */
