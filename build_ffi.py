@@ -46,11 +46,13 @@ ffibuilder.set_source(
     # gil.h: which calls release the GIL (the rest keep it)
     '#include "rgrad.h"\n#include "gil.h"',
     # setuptools wants source paths relative to the project root
-    sources=[os.path.relpath(CSRC / name, os.getcwd()) for name in ("rgrad.c", "objects.c", "batch.c", "batch_kernels.c",
-                                                                        "higher.c", "tape.c")],
+    sources=[os.path.relpath(CSRC / name, os.getcwd())
+             for name in ("rgrad.c", "objects.c", "batch.c", "batch_kernels.c", "higher.c",
+                          "tape.c")],
     include_dirs=[str(CSRC)],
-    depends=[str(CSRC / name) for name in ("rgrad.h", "rgrad.cdef.h", "platform.h", "arena.h", "batch.h",
-                                                "ops.h", "gil.h")],
+    depends=[str(CSRC / name)
+             for name in ("rgrad.h", "rgrad.cdef.h", "platform.h", "arena.h", "batch.h", "ops.h",
+                          "gil.h")],
     extra_compile_args=cflags,
     extra_link_args=ldflags,
 )
