@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import rgrad
 import rgrad.batch
-from reference import instruction_strategy, run_program
+from reference import bits, instruction_strategy, run_program
 from rgrad import Batch, Value
 from rgrad.nn import MLP
 
@@ -406,14 +406,9 @@ def run_both(build, rows, scale=0.5, threads=1, block=48):
             s.grad = 0.0
         out = b.forward(rows)
         b.backward(scale=scale)
-        grads = [struct_bits(s.grad) for s in shared]
+        grads = [bits(s.grad)[1] for s in shared]     # -0.0 and 0.0 differ
         results.append((out.tobytes(), grads, b.input_grads().tobytes(), b.nodes[4]))
     return results
-
-
-def struct_bits(x):
-    import struct
-    return struct.pack("<d", float(x))      # -0.0 and 0.0 differ
 
 
 def chains():
