@@ -185,7 +185,10 @@ class _Plan:
     __slots__ = ("seq", "state", "bs", "fusable", "w", "b", "nin", "relu", "check")
 
     @classmethod
-    def of(cls, layer):
+    def of(cls, layer, check=True):
+        """The plan for layer's neurons now; with check, also C's check for
+        its next call (an MLP's calls check their _Chain instead, so the
+        plans of its layers make theirs only if holds() is asked)."""
         plan = cls()
         plan.seq = neurons = layer.neurons
         plan.fusable = False
@@ -215,7 +218,8 @@ class _Plan:
             plan.w = ffi.new("int32_t[]", [v._s for w in ws for v in w])
             plan.b = ffi.new("int32_t[]", [b._s for b in plan.bs])
             plan.nin, plan.relu, plan.fusable = nin, bool(nonlins[0]), True
-            _neurons_hold(plan, (neurons,))     # C's check, for the next call
+            if check:
+                _neurons_hold(plan, (neurons,))     # C's check, for the next call
         return plan
 
     def holds(self, layer):
@@ -334,7 +338,7 @@ def _chain_for(mlp, x):
             return None
         plan = layer.__dict__.get("_cached_plan")
         if plan is None or not plan.holds(layer):
-            plan = layer.__dict__["_cached_plan"] = _Plan.of(layer)
+            plan = layer.__dict__["_cached_plan"] = _Plan.of(layer, check=False)
         if not plan.fusable:
             return None
         plans.append(plan)

@@ -319,6 +319,26 @@ def test_after_one_call_the_next_ones_are_checked_by_c(checks, monkeypatch):
     assert bool(read) == (checks == "Python checks")
 
 
+def test_an_mlp_makes_one_check_its_chains_and_none_for_its_layers(checks, monkeypatch):
+    """An MLP's calls check its chain, never its layers' plans: the first
+    call makes the chain's check only (making each plan's as well cost about
+    half of that call). A plan asked later makes its own, and still holds."""
+    made = []
+    real = rnn._c_check
+    monkeypatch.setattr(rnn, "_c_check", lambda plan, seqs: made.append(plan) or
+                        real(plan, seqs))
+    random.seed(7)
+    model = rnn.MLP(2, [4, 4, 1])
+    x = [Value(0.5), Value(-1.5)]
+    want = model(x).data
+    assert made == [model._cached_chain]
+    assert [layer._cached_plan.check for layer in model.layers] == [None] * 3
+    assert model(x).data == want
+    layer = model.layers[1]
+    assert layer._cached_plan.holds(layer)
+    assert bool(layer._cached_plan.check) == (checks == "C checks")
+
+
 def test_an_attribute_that_changes_nothing_keeps_the_plan(checks):
     """A new attribute, or one set to what it was, changes a neuron's dict:
     C's check says no, the comparison says yes, and the plan stays, with a
