@@ -405,6 +405,7 @@ int rg_set_children(int32_t h, const int32_t *children, int32_t n)
     A.edits++;
     z->op = RG_PY;
     z->flags |= F_PY | F_HASPY;
+    A.n_flagged++;
     A.tape_root = -1;                                   /* a cached tape may hold it */
 out:
     rg_mutex_unlock(&A.lock);

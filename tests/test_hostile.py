@@ -215,6 +215,42 @@ def test_a_deep_chain_of_python_ops_is_freed_by_a_bounded_number_of_passes(op):
     assert not collection._closures
 
 
+@pytest.mark.parametrize("how", ["Value(data, children, op)", "Value(data, children)",
+                                 "_prev, then _backward", "_backward", "label"])
+def test_what_python_keeps_for_a_node_goes_with_it_in_every_compaction(how):
+    """Compaction reads dead nodes only where one may carry something Python
+    keeps (csrc/rgrad.c, compact): each way of giving a node such a thing
+    counts, even when the node is the only one (the arena compacted first,
+    with no such node left), and the next compaction forgets it."""
+    settle()
+    kept = {"Value(data, children, op)": collection._names,
+            "Value(data, children)": collection._closures,
+            "_prev, then _backward": collection._closures, "_backward": collection._closures,
+            "label": collection._labels}[how]
+    assert not kept
+    for _ in range(3):
+        x = Value(2.0)
+        if how == "Value(data, children, op)":
+            y = Value(4.0, (x,), "sq")
+        elif how == "Value(data, children)":
+            y = Value(4.0, (x,))
+            y._backward = lambda: None if x is None else None
+        elif how == "_prev, then _backward":
+            y = Value(4.0)
+            y._prev = (x,)
+            y._backward = lambda: None if x is None else None
+        elif how == "_backward":
+            y = Value(4.0)
+            y._backward = lambda: None if x is None else None
+        else:
+            y = x * 2.0
+            y.label = "y"
+        assert len(kept) == 1
+        del x, y
+        settle()
+        assert not kept
+
+
 # ---- the budget, the handle table, a tampered Value -----------------------------------
 
 def test_the_budget_is_not_spent_on_nodes_a_collection_would_free():
