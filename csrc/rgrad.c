@@ -613,17 +613,20 @@ static int resolve(const int32_t *hs, int64_t n, int32_t *nodes_out)
    build_layer): op(a, b; arg) with value v, made with the int bits `kind`
    (F_IARG or 0), whose children's flags ANDed are k (idata()), and which
    inherits hp (its children's F_HASPY). Nodes from A.n to n - 1 are made
-   already. Returns its flags. */
-RG_ALWAYS_INLINE unsigned put_node(int32_t n, int op, int32_t a, int32_t b, double arg,
-                                   double *v, unsigned kind, unsigned k, unsigned hp)
+   already; nodes is A.nodes and id0 is A.next_id - A.n, passed in: read from
+   A here, they would be read again after every node, since the node's
+   uint8_t fields may alias anything. Returns its flags. */
+RG_ALWAYS_INLINE unsigned put_node(rg_node *nodes, uint64_t id0, int32_t n, int op,
+                                   int32_t a, int32_t b, double arg, double *v,
+                                   unsigned kind, unsigned k, unsigned hp)
 {
     int isint = (k & F_IDATA) && exact_int(*v);
     if (isint && (op == RG_MUL || op == RG_MULC)) *v += 0.0;   /* unsign() */
     unsigned f = kind | F_IGRAD | (isint ? F_IDATA : 0u) | hp;
-    uint64_t id = A.next_id + (uint64_t)(n - A.n);
-    A.nodes[n] = (rg_node){ .data = *v, .grad = 0.0, .arg = arg, .a = a, .b = b,
-                            .id_lo = (uint32_t)id, .id_hi = (uint16_t)(id >> 32),
-                            .op = (uint8_t)op, .flags = (uint8_t)f };
+    uint64_t id = id0 + (uint64_t)n;
+    nodes[n] = (rg_node){ .data = *v, .grad = 0.0, .arg = arg, .a = a, .b = b,
+                          .id_lo = (uint32_t)id, .id_hi = (uint16_t)(id >> 32),
+                          .op = (uint8_t)op, .flags = (uint8_t)f };
     return f;
 }
 
@@ -639,8 +642,9 @@ static int build_layer(const int32_t *iw, const int32_t *ib, const int32_t *ix,
 {
     int rc = RG_OK;
     if (!A.check) {
-        const rg_node *nodes = A.nodes;
+        rg_node *nodes = A.nodes;
         int32_t n = A.n;
+        uint64_t id0 = A.next_id - (uint64_t)n;
         for (int32_t j = 0; j < nout; j++) {
             int32_t act = ib[j];
             double acc = nodes[act].data;
@@ -652,25 +656,25 @@ static int build_layer(const int32_t *iw, const int32_t *ib, const int32_t *ix,
                 if (ix[i] >= 0) {
                     const rg_node *x = &nodes[ix[i]];
                     p = nodes[wi].data * x->data;
-                    pf = put_node(n, RG_MUL, wi, ix[i], 0.0, &p, 0, wf & x->flags,
-                                  (wf | x->flags) & F_HASPY);
+                    pf = put_node(nodes, id0, n, RG_MUL, wi, ix[i], 0.0, &p, 0,
+                                  wf & x->flags, (wf | x->flags) & F_HASPY);
                 } else {
                     unsigned kind = xint && xint[i] ? F_IARG : 0;
                     p = nodes[wi].data * xc[i];
-                    pf = put_node(n, RG_MULC, wi, -1, xc[i], &p, kind, wf & (kind >> 2),
-                                  wf & F_HASPY);
+                    pf = put_node(nodes, id0, n, RG_MULC, wi, -1, xc[i], &p, kind,
+                                  wf & (kind >> 2), wf & F_HASPY);
                 }
                 acc = acc + p;
-                accf = put_node(n + 1, RG_ADD, act, n, 0.0, &acc, 0, accf & pf,
-                                (accf | pf) & F_HASPY);
+                accf = put_node(nodes, id0, n + 1, RG_ADD, act, n, 0.0, &acc, 0,
+                                accf & pf, (accf | pf) & F_HASPY);
                 act = n + 1;
                 n += 2;
             }
             if (relu) {
                 int below = acc < 0.0;
                 double r = below ? 0.0 : acc;
-                put_node(n, RG_RELU, act, -1, 0.0, &r, 0, below ? F_IDATA : accf,
-                         accf & F_HASPY);
+                put_node(nodes, id0, n, RG_RELU, act, -1, 0.0, &r, 0,
+                         below ? F_IDATA : accf, accf & F_HASPY);
                 act = n++;
             }
             act_out[j] = act;
