@@ -6,7 +6,7 @@
    takes it back after: two trips through the GIL's mutex and condition
    variable, about as much as the rest of a one-node call (an operator, a
    getter). Calls that touch one node, or read Python objects (rg_sweep,
-   rg_probe, rg_list_item, rg_neurons_hold and its probes: they must hold
+   rg_probe, rg_list_item, rg_objects_hold and its probes: they must hold
    it, so that nothing they read changes or is freed), keep the GIL. Calls whose
    work grows with a graph, a batch or a list of parameters release it, those
    that know their size only from RG_RELEASE_AT up (below): each gets a

@@ -488,24 +488,26 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
 
    rgrad/nn.py's fused layers check on each call that every neuron is still
    as the layer's plan was made from: its class, its weights list and the
-   weights in it, its bias and nonlinearity. Python does it by reading each
-   neuron's attributes; where the layout holds (RG_LAYOUT_311, checked by
-   rgrad/nn.py at import) C does it from the objects:
+   weights in it, its bias and nonlinearity; a fused MLP also that each of
+   its layers is still the Layer it was, with the same list of neurons.
+   Python does it by reading the attributes; where the layout holds
+   (RG_LAYOUT_311, checked by rgrad/nn.py at import) C does it from the
+   objects, in one call (rg_objects_hold):
 
-   - the class: Neuron's type version tag (CPython 3.11 sets a new one, or 0,
-     whenever the class or a base changes: a property named w, a
-     __getattribute__), and each neuron's type;
-   - the attributes: each neuron's dict (made at the plan, for good) is the
-     same object, with the same version tag (CPython 3.11 gives a dict a new
-     one whenever an item is set or deleted): so its w, b and nonlin are the
-     same objects;
-   - the weights: each w list (an exact list) holds, in order, the items of
-     the plan's copy of it (rgrad/nn.py matched each dict, at its version,
-     to the plan when it made the check).
+   - the classes: each one's type version tag (CPython 3.11 sets a new one,
+     or 0, whenever the class or a base changes: a property named w, a
+     __getattribute__, a new __call__ or __mul__);
+   - the objects (neurons, layers): each is still an instance of its class,
+     and its dict (made at the plan, for good) is the same object with the
+     same version tag (CPython 3.11 gives a dict a new one whenever an item is
+     set or deleted): so its w, b and nonlin, or its neurons, are the same
+     objects;
+   - the lists (a layer's neurons, a neuron's w, an MLP's layers): each is an
+     exact list holding, in order, the objects it held when the check was
+     made (rgrad/nn.py matched each dict, at its version, to the plan then).
 
-   The neurons come from the layers' own lists, read as they are now; the
-   check holds the dicts, the w lists and the copies' items, so no address can be
-   reused by another object while it does. Called with the GIL held (see
+   The check holds every object, dict and list it names, so no address can
+   be reused by another object while it does. Called with the GIL held (see
    gil.h), so nothing changes or is freed meanwhile. */
 
 #define RG_DICT_VERSION_311 3       /* words: reference count, type, used, version */
@@ -536,28 +538,27 @@ uint32_t rg_type_tag(intptr_t type)
     return flags & RG_VALID_VERSION_TAG ? tag : 0;
 }
 
-int rg_neurons_hold(const intptr_t *seqs, const int32_t *lens, int32_t nseq,
-                    intptr_t list_type, intptr_t neuron_type, uint32_t tag,
-                    const intptr_t *dicts, const uint64_t *versions,
-                    const intptr_t *ws, const int32_t *nw, const intptr_t *witems)
+int rg_objects_hold(const intptr_t *types, const uint32_t *tags, int32_t ntypes,
+                    const intptr_t *objs, const intptr_t *otypes, const intptr_t *dicts,
+                    const uint64_t *versions, int32_t nobjs,
+                    const intptr_t *lists, const int32_t *lens, const intptr_t *items,
+                    int32_t nlists, intptr_t list_type)
 {
-    if (tag == 0 || rg_type_tag(neuron_type) != tag) return 0;
-    int64_t j = 0, k = 0;
-    for (int32_t s = 0; s < nseq; s++) {
-        const intptr_t *seq = (const intptr_t *)seqs[s];
-        if (seq[1] != list_type || seq[2] != lens[s]) return 0;
-        const intptr_t *const *neurons = (const intptr_t *const *)seq[3];
-        for (int32_t i = 0; i < lens[s]; i++, j++) {
-            const intptr_t *n = neurons[i];
-            if (n[1] != neuron_type || n[-3] != dicts[j] ||
-                rg_dict_version(dicts[j]) != versions[j])
-                return 0;
-            const intptr_t *w = (const intptr_t *)ws[j];
-            if (w[1] != list_type || w[2] != nw[j]) return 0;
-            const intptr_t *items = (const intptr_t *)w[3];
-            for (int32_t q = 0; q < nw[j]; q++, k++)
-                if (items[q] != witems[k]) return 0;
-        }
+    for (int32_t t = 0; t < ntypes; t++)
+        if (tags[t] == 0 || rg_type_tag(types[t]) != tags[t]) return 0;
+    for (int32_t o = 0; o < nobjs; o++) {
+        const intptr_t *obj = (const intptr_t *)objs[o];
+        if (obj[1] != otypes[o] || obj[-3] != dicts[o] ||
+            rg_dict_version(dicts[o]) != versions[o])
+            return 0;
+    }
+    int64_t k = 0;
+    for (int32_t l = 0; l < nlists; l++) {
+        const intptr_t *list = (const intptr_t *)lists[l];
+        if (list[1] != list_type || list[2] != lens[l]) return 0;
+        const intptr_t *held = (const intptr_t *)list[3];
+        for (int32_t q = 0; q < lens[l]; q++, k++)
+            if (held[q] != items[k]) return 0;
     }
     return 1;
 }

@@ -214,17 +214,19 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
    csrc/objects.c. rg_object_dict reads the dict pointer of an instance of a
    class with a managed dict, rg_dict_version a dict's version tag,
    rg_type_tag a class's; rgrad/nn.py checks what they read before it uses
-   them. rg_neurons_hold: 1 if the lists seqs[0..nseq) (of lens[s] items)
-   hold, in order, instances of neuron_type whose dicts are dicts[j] at
-   versions[j], whose w lists ws[j] hold nw[j] items witems[...] in order,
-   and neuron_type's tag is still tag; else 0. */
+   them. rg_objects_hold: 1 if each class types[t] still has the tag
+   tags[t] (not 0), each object objs[o] is still an instance of otypes[o]
+   whose dict is dicts[o] at versions[o], and each list lists[l] is an exact
+   list (list_type) of lens[l] items, the next lens[l] of items in order;
+   else 0. */
 intptr_t rg_object_dict(intptr_t obj);
 uint64_t rg_dict_version(intptr_t dict);
 uint32_t rg_type_tag(intptr_t type);
-int rg_neurons_hold(const intptr_t *seqs, const int32_t *lens, int32_t nseq,
-                    intptr_t list_type, intptr_t neuron_type, uint32_t tag,
-                    const intptr_t *dicts, const uint64_t *versions,
-                    const intptr_t *ws, const int32_t *nw, const intptr_t *witems);
+int rg_objects_hold(const intptr_t *types, const uint32_t *tags, int32_t ntypes,
+                    const intptr_t *objs, const intptr_t *otypes, const intptr_t *dicts,
+                    const uint64_t *versions, int32_t nobjs,
+                    const intptr_t *lists, const int32_t *lens, const intptr_t *items,
+                    int32_t nlists, intptr_t list_type);
 
 /* The GIL (csrc/gil.h, in the Python module only). rg_wait_without_gil:
    called once at import, so that a call that keeps the GIL waits for a busy

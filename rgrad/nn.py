@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from . import collection as _collection
 from ._rgrad import ffi, lib
-from .engine import Value, _bound, _fresh, _isint, _number, _real
+from .engine import Value, _bound, _fresh, _isint, _made, _new, _number, _real
 
 __all__ = ["Module", "Neuron", "Layer", "MLP"]
 
@@ -143,7 +143,15 @@ class MLP(Module):
                        for i in range(len(nouts))]
 
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
-        chain = _chain_for(self, x)
+        d = self.__dict__
+        chain = d.get("_cached_chain")
+        # the common case first: nothing changed since the chain's C check
+        # was made (which covers all that _chain_for checks, but this MLP's
+        # layers list, and x)
+        if (chain is None or not chain.check or d.get("layers") is not chain.owner
+                or type(x) not in _SEQUENCES or len(x) != chain.nin
+                or not _rg_objects_hold(*chain.check[0])):
+            chain = _chain_for(self, x)
         if chain is not None:
             out = chain.run(x)          # all layers in one C call
             if out is not None:
@@ -167,6 +175,8 @@ class MLP(Module):
 _SEQUENCES = (list, tuple, _ParamList)
 _VALUE_ADD, _VALUE_MUL, _VALUE_RELU = Value.__add__, Value.__mul__, Value.relu
 _rg_layer, _rg_mlp = lib.rg_layer, lib.rg_mlp
+_NULL = ffi.NULL
+_take = _collection.take
 _PLAIN = {Value}
 _flat = itertools.chain.from_iterable
 _NEURON_CALL = Neuron.__call__
@@ -276,12 +286,13 @@ class _Chain:
     layers are nodes that nothing in Python holds; `_prev` makes objects for
     them if asked). Valid while its layers hold the same plans."""
 
-    __slots__ = ("layers", "seqs", "lens", "state", "plans", "w", "b", "sizes", "relu",
-                 "nin", "nout", "check")
+    __slots__ = ("owner", "layers", "seqs", "lens", "state", "plans", "w", "b", "sizes",
+                 "relu", "nin", "nout", "check")
 
     @classmethod
     def of(cls, layers, plans):
         chain = cls()
+        chain.owner = layers            # the MLP's list, whose items C checks
         chain.layers, chain.plans = list(layers), plans
         chain.seqs = [layer.neurons for layer in layers]
         chain.lens = [len(seq) for seq in chain.seqs]
@@ -292,30 +303,42 @@ class _Chain:
         chain.sizes = ffi.new("int32_t[]", [plans[0].nin] + [len(p.bs) for p in plans])
         chain.relu = ffi.new("uint8_t[]", [int(p.relu) for p in plans])
         chain.nin, chain.nout = plans[0].nin, len(plans[-1].bs)
-        _neurons_hold(chain, chain.seqs)        # C's check, for the next call
+        _neurons_hold(chain, chain.seqs, layers)     # C's check, for the next call
         return chain
 
     def holds(self, layers):
-        """Whether layers are still this chain's layers, each with the same
-        neurons list, whose neurons still have the class, weights, bias and
+        """Whether layers are still this chain's layers, each a plain Layer
+        (its class may have been changed) with the same neurons list, whose neurons still have the class, weights, bias and
         nonlinearity its plans were made from: the plans' own check
         (_Plan.holds), for all layers in one list comparison."""
         if len(layers) != len(self.layers) or not _plain_arithmetic():
             return False
         for layer, mine, seq, n in zip(layers, self.layers, self.seqs, self.lens):
-            if layer is not mine or layer.neurons is not seq or len(seq) != n:
+            if (layer is not mine or type(layer) is not Layer or layer.neurons is not seq
+                    or len(seq) != n):
                 return False        # (a neuron moved between layers keeps the flat list)
-        return _neurons_hold(self, self.seqs)
+        return _neurons_hold(self, self.seqs, self.owner if layers is self.owner else None)
 
     def run(self, x):
-        args = _inputs(x)
-        if args is None:
-            return None
-        xh, xc, xk = args
+        hs = [v._s for v in x if type(v) is Value]
+        if len(hs) == len(x):           # all Values (the common case): no constants
+            xh, xc, xk = ffi.new("int32_t[]", hs), _NULL, _NULL
+        else:
+            args = _inputs(x)
+            if args is None:
+                return None
+            xh, xc, xk = args
+        if self.nout == 1:              # one output (the common case): no lists
+            v = _new(Value)
+            out = ffi.new("int32_t *", _take(v))
+            args = (self.w, self.b, self.sizes, len(self.plans), self.relu, xh, xc, xk, out)
+            rc = _rg_mlp(*args)
+            if rc:
+                _made(rc, _rg_mlp, *args)
+            return v
         vs, out = _fresh(self.nout)
-        _bound(vs, out, _rg_mlp, self.w, self.b, self.sizes, len(self.plans),
-               self.relu, xh, xc, xk, out)
-        return vs[0] if self.nout == 1 else vs
+        return _bound(vs, out, _rg_mlp, self.w, self.b, self.sizes, len(self.plans),
+                      self.relu, xh, xc, xk, out)
 
 
 def _chain_for(mlp, x):
@@ -360,7 +383,7 @@ def _plain_arithmetic():
             and Value.__mul__ is _VALUE_MUL and Value.relu is _VALUE_RELU)
 
 
-def _neurons_hold(plan, seqs):
+def _neurons_hold(plan, seqs, layers=None):
     """Whether the neurons in the lists seqs still have the class, weights,
     bias and nonlinearity plan.state was read from: in one C call where C
     can read the objects (csrc/objects.c), else in one list comparison of
@@ -368,11 +391,12 @@ def _neurons_hold(plan, seqs):
     to itself, or one added, changes a neuron's dict without changing what it
     computes), the comparison decides, and C's check is made again.
     plan.check is False where C cannot check these neurons: not tried again
-    for this plan."""
+    for this plan. layers: an MLP's list of the layers whose neurons seqs
+    are, for C's check to cover them too (_c_check)."""
     check = plan.check
-    if check and _rg_neurons_hold(*check[0]):
+    if check and _rg_objects_hold(*check[0]):
         return True
-    fresh = False if check is False else _c_check(plan, seqs)
+    fresh = False if check is False else _c_check(plan, seqs, layers)
     try:
         ok = list(map(_state_of, _flat(seqs))) == plan.state
     except AttributeError:             # not a neuron any more, or one missing a part
@@ -381,33 +405,47 @@ def _neurons_hold(plan, seqs):
     return ok
 
 
-def _c_check(plan, seqs):
-    """rg_neurons_hold's arguments for the neurons in the lists seqs, with
+def _c_check(plan, seqs, layers=None):
+    """rg_objects_hold's arguments for the neurons in the lists seqs, with
     the objects they name (held, so that no address is reused while the
     check is kept). It stands on its own, whatever other threads do: each
     neuron's dict is read at a version and found to hold the plan's bias,
     nonlinearity and a weight list, and C compares that list's items with
-    the plan's copy of them at every call. None if this cannot be made now
-    (no version tag yet, or the neurons do not match the plan), False where
+    the plan's copy of them at every call. With layers (an MLP's list of
+    Layers, whose neurons lists are seqs), the check also covers what
+    MLP.__call__ checks before fusing: that list's items, each layer's
+    class and dict (so its neurons list), and the classes Layer, MLP and
+    Value (their __call__ and operators). None if this cannot be made now
+    (no version tag yet, or the objects do not match the plan), False where
     C cannot check these neurons: C cannot read objects here, a list is not
     an exact list, a neuron not a plain Neuron with its own plain dict and a
-    w list, or a class Neuron inherits from defines w, b, nonlin or
-    __getattribute__ (only reading them will do)."""
+    w list (a layer not a plain Layer), or a class they inherit from defines
+    w, b, nonlin, neurons or __getattribute__ (only reading them will do)."""
     if not _C_READS_NEURONS or any(type(seq) is not list for seq in seqs):
         return False
-    tag = lib.rg_type_tag(id(Neuron))       # any change to the class after this shows
+    classes = [Neuron] if layers is None else [Neuron, Layer, MLP, Value]
+    # read first: any change to a class after this shows
+    tags = [lib.rg_type_tag(id(c)) for c in classes]
     if not _neuron_class_is_plain():
         return False
-    neurons = list(_flat(seqs))
-    if any(type(n) is not Neuron for n in neurons):
+    owners = list(_flat(seqs))
+    if any(type(n) is not Neuron for n in owners):
         return False
-    dicts = list(map(vars, neurons))        # makes each neuron's dict, for good
+    if layers is not None:
+        if (type(layers) is not list or len(layers) != len(seqs)
+                or any(type(layer) is not Layer for layer in layers)
+                or not _plain_class(Layer, ("neurons", "__getattribute__"))
+                or not _plain_arithmetic() or Layer.__call__ is not _LAYER_CALL
+                or MLP.__call__ is not _MLP_CALL):
+            return False
+        owners += layers
+    dicts = list(map(vars, owners))         # makes each one's dict, for good
     if (any(type(d) is not dict for d in dicts)
-            or [lib.rg_object_dict(id(n)) for n in neurons] != list(map(id, dicts))):
+            or [lib.rg_object_dict(id(n)) for n in owners] != list(map(id, dicts))):
         return False
     versions = [lib.rg_dict_version(id(d)) for d in dicts]   # a change after this shows
     state = plan.state
-    if not tag or len(dicts) != len(state):
+    if not all(tags) or len(owners) - len(layers or ()) != len(state):
         return None
     ws = []
     for d, (_, copy, b, r) in zip(dicts, state):
@@ -417,30 +455,43 @@ def _c_check(plan, seqs):
         if d.get("b") is not b or type(nonlin) not in (bool, int) or nonlin != r:
             return None
         ws.append(w)
-    items = [v for _, copy, _, _ in state for v in copy]
-    args = (ffi.new("intptr_t[]", [id(seq) for seq in seqs]),
-            ffi.new("int32_t[]", [len(seq) for seq in seqs]), len(seqs), id(list),
-            id(Neuron), tag, ffi.new("intptr_t[]", [id(d) for d in dicts]),
-            ffi.new("uint64_t[]", versions), ffi.new("intptr_t[]", [id(w) for w in ws]),
-            ffi.new("int32_t[]", [len(copy) for _, copy, _, _ in state]),
-            ffi.new("intptr_t[]", [id(v) for v in items]))
-    return args, (list(seqs), dicts, ws, items)
+    lists = list(seqs) + ws
+    items = [n for seq in seqs for n in seq] + [v for _, copy, _, _ in state for v in copy]
+    if layers is not None:
+        if any(d.get("neurons") is not seq for d, seq in zip(dicts[len(state):], seqs)):
+            return None
+        lists.append(layers)
+        items += layers
+    if list(map(id, items[:len(state)])) != list(map(id, owners[:len(state)])):
+        return None                         # (a list changed while this ran)
+    args = (ffi.new("intptr_t[]", list(map(id, classes))), ffi.new("uint32_t[]", tags),
+            len(classes), ffi.new("intptr_t[]", list(map(id, owners))),
+            ffi.new("intptr_t[]", [id(type(n)) for n in owners]),
+            ffi.new("intptr_t[]", list(map(id, dicts))), ffi.new("uint64_t[]", versions),
+            len(owners), ffi.new("intptr_t[]", list(map(id, lists))),
+            ffi.new("int32_t[]", list(map(len, lists))),
+            ffi.new("intptr_t[]", list(map(id, items))), len(lists), id(list))
+    return args, (classes, owners, dicts, lists, items)
 
 
 def _neuron_class_is_plain():
-    """Whether a Neuron's w, b and nonlin are what its dict holds: Neuron's
-    metaclass is type, and no class it inherits from but object has w, b,
-    nonlin or __getattribute__ in its own dict (read from the dicts, which
-    no descriptor can answer for)."""
-    if type(Neuron) is not type:
+    """Whether a Neuron's w, b and nonlin are what its dict holds."""
+    return _plain_class(Neuron, ("w", "b", "nonlin", "__getattribute__"))
+
+
+def _plain_class(cls, names):
+    """Whether cls's instances' attributes `names` are what their dicts hold:
+    cls's metaclass is type, and no class it inherits from but object has
+    one of names in its own dict (read from the dicts, which no descriptor
+    can answer for)."""
+    if type(cls) is not type:
         return False
-    mro = Neuron.__mro__
-    return mro[-1] is object and not any(
-        k in vars(c) for c in mro[:-1] for k in ("w", "b", "nonlin", "__getattribute__"))
+    mro = cls.__mro__
+    return mro[-1] is object and not any(k in vars(c) for c in mro[:-1] for k in names)
 
 
 def _c_reads_neurons():
-    """Whether C reads here what rg_neurons_hold needs (CPython 3.11's
+    """Whether C reads here what rg_objects_hold needs (CPython 3.11's
     layout, 64-bit): a Neuron's dict, a dict's version, a class's version
     tag, each as Python sees it change."""
     if not _collection._probe_ok or sys.maxsize < 2**63 - 1:
@@ -470,7 +521,7 @@ def _c_reads_neurons():
     return t1 != 0 and same and lib.rg_type_tag(id(Probe)) != t1
 
 
-_rg_neurons_hold = lib.rg_neurons_hold
+_rg_objects_hold = lib.rg_objects_hold
 _C_READS_NEURONS = _c_reads_neurons()
 
 

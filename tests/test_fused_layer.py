@@ -245,6 +245,49 @@ def test_mlp_chain_follows_changes_to_its_layers():
     assert model(x).data == _chained_reference(model, x, op_by_op=True)
 
 
+class Halved(rnn.Layer):
+    def __call__(self, x):
+        out = super().__call__(x)
+        return [o * 0.5 for o in out] if isinstance(out, list) else out * 0.5
+
+
+def test_an_mlp_call_sees_every_change_to_its_layers(checks):
+    """What an MLP's call checks before it fuses, after a call made the
+    chain's check: each change below is one the chain's C check alone must
+    see (the MLP's layers list object stays the same), and each call gives
+    what calling the layers one by one gives."""
+    random.seed(12)
+    model = rnn.MLP(2, [3, 3, 1])
+    x = [Value(0.5), Value(-1.5)]
+    model(x)
+    assert bool(model._cached_chain.check) == (checks == "C checks")
+    layers = model.layers
+
+    def unfused():
+        h = x
+        for layer in model.layers:
+            h = [n(h) for n in layer.neurons]
+            if type(layer) is Halved:
+                h = [o * 0.5 for o in h]
+        return h[0].data
+
+    changes = [
+        lambda: setattr(layers[1], "neurons", layers[1].neurons[::-1]),   # a new list
+        lambda: layers[1].neurons.reverse(),                               # the list, in place
+        lambda: layers.__setitem__(0, rnn.Layer(2, 3)),                    # a new layer
+        lambda: setattr(layers[1], "__class__", Halved),                   # a layer's class
+        lambda: setattr(layers[1], "__class__", rnn.Layer),                # and back
+        lambda: layers.insert(1, layers.pop(1)),                           # the same, moved
+    ]
+    for change in changes:
+        change()
+        assert model.layers is layers
+        assert model(x).data == unfused()
+        assert model(x).data == unfused()       # (and the check made again)
+    model.layers = [rnn.Layer(2, 3)] + layers[1:]   # a new list: C's check never sees it
+    assert model(x).data == unfused()
+
+
 def _chained_reference(model, x, op_by_op=False):
     for layer in model.layers:
         x = [n(x) for n in layer.neurons] if op_by_op else _reference(layer, x)
@@ -325,8 +368,8 @@ def test_an_mlp_makes_one_check_its_chains_and_none_for_its_layers(checks, monke
     half of that call). A plan asked later makes its own, and still holds."""
     made = []
     real = rnn._c_check
-    monkeypatch.setattr(rnn, "_c_check", lambda plan, seqs: made.append(plan) or
-                        real(plan, seqs))
+    monkeypatch.setattr(rnn, "_c_check", lambda plan, *args: made.append(plan) or
+                        real(plan, *args))
     random.seed(7)
     model = rnn.MLP(2, [4, 4, 1])
     x = [Value(0.5), Value(-1.5)]
