@@ -22,8 +22,8 @@ import sys
 from rgrad.bench_report import RATIO_HEADS, fmt_ratio
 from rgrad.benchmarks import BASELINE_GROUP, BASES
 
-GROUP_ORDER = ["seed", "demo step", "demo step replayed", "batch 10,000 rows", "replay per node",
-               "hvp 1,000 inputs", "python ops"]
+GROUP_ORDER = ["seed", "demo step", "demo second step", "demo step replayed",
+               "batch 10,000 rows", "replay per node", "hvp 1,000 inputs", "python ops"]
 IMPL_ORDER = ["rgrad", "rgrad-pyops-alive", "micrograd", "micrograd-nogc", "torch",
               "rgrad-replay", "rgrad-batch", "torch-tensors", "jax-jit", "casadi-vm",
               "rgrad-batch-1t", "rgrad-batch-2t", "rgrad-grad", "rgrad-hvp", "rgrad-demo",

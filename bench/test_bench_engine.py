@@ -8,6 +8,8 @@ pytest-benchmark group per workload:
     seed               micrograd's README example, build + backward
     demo step          one eager step of micrograd's demo: loss on 100 moons,
                        zero_grad, backward, SGD (a freshly seeded MLP each round)
+    demo second step   the step after it (step 0 untimed): what each later step
+                       of the demo's loop costs
 
 Every implementation of a group gets the same warm-up and rounds
 (benchlib.rounds). Nothing here asserts on time; the asserts check that each
@@ -17,7 +19,8 @@ import gc
 
 import pytest
 
-from benchlib import (DEMO_ACCURACY, DEMO_CHECKSUM, DEMO_LOSS, SEED_EXPECTED,
+from benchlib import (DEMO_ACCURACY, DEMO_CHECKSUM, DEMO_LOSS, DEMO_NEXT_ACCURACY,
+                      DEMO_NEXT_CHECKSUM, DEMO_NEXT_LOSS, SEED_EXPECTED,
                       WARMUP, chain, chain_depth, chain_expected, chain_leaves,
                       checksum, demo_model, demo_step, fresh, moons, rounds, seed,
                       timed, untimed, with_big_stack)
@@ -99,16 +102,20 @@ def test_seed(benchmark, impl):
     assert impl.grad(b) == pytest.approx(SEED_EXPECTED["b.grad"], rel=1e-12)
 
 
-def test_demo_step(benchmark, impl):
-    _label(benchmark, impl, "demo step", samples=100)
+@pytest.mark.parametrize("second", [False, True], ids=["step 0", "step 1"])
+def test_demo_step(benchmark, impl, second):
+    group = "demo second step" if second else "demo step"
+    _label(benchmark, impl, group, samples=100)
     X, y = moons()
     model = []
     results = []
-    n, _ = rounds("demo step")
+    n, _ = rounds(group)
 
     def prepare():
         model.clear()
         model.append(demo_model(impl))
+        if second:
+            demo_step(impl, model[0], X, y)
 
     def step():
         results.append(demo_step(impl, model[0], X, y))
@@ -117,8 +124,10 @@ def test_demo_step(benchmark, impl):
                        warmup_rounds=WARMUP)
     loss, accuracy = results[-1]
     benchmark.extra_info.update(loss=loss, accuracy=accuracy)
+    want = ((DEMO_NEXT_LOSS, DEMO_NEXT_ACCURACY, DEMO_NEXT_CHECKSUM) if second
+            else (DEMO_LOSS, DEMO_ACCURACY, DEMO_CHECKSUM))
     # every round starts from the same seeded model, so all agree
     for loss, accuracy in results:
-        assert loss == pytest.approx(DEMO_LOSS, rel=1e-12)
-        assert accuracy == DEMO_ACCURACY
-    assert checksum(impl, model[0]) == pytest.approx(DEMO_CHECKSUM, rel=1e-12)
+        assert loss == pytest.approx(want[0], rel=1e-12)
+        assert accuracy == want[1]
+    assert checksum(impl, model[0]) == pytest.approx(want[2], rel=1e-12)

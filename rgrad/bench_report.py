@@ -106,6 +106,8 @@ def report(data):
         "faster); vs micrograd gc-off: the same against micrograd-nogc, "
         "micrograd with Python's cyclic garbage collector disabled around its "
         "timed rounds only",
+        "demo step: step 0 of a freshly seeded model; demo second step: step 1, "
+        "after an untimed step 0, as each later step of the demo's loop",
         "demo step replayed: the step prepared once and rerun (rgrad's graph "
         "replayed, rgrad.Batch running one sample's graph over the 100 rows, "
         "torch batched tensors, jax.jit, CasADi's SX virtual machine); "
@@ -122,7 +124,8 @@ def report(data):
             f"numbers agree: {who} micrograd's values (chain value and grads; "
             "seed g=24.7041, a.grad=138.8338, b.grad=645.5773; demo step 0 loss "
             "0.9093643844649194, accuracy 50%, parameter sum after the step "
-            "7.510907886666312)")
+            "7.510907886666312; step 1 loss 1.6737409104703749, accuracy 77%, "
+            "parameter sum after it 0.47580153176665335)")
     else:
         lines.append("numbers DISAGREE:")
         lines += [f"  {f}" for f in data["disagreements"]]

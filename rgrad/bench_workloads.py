@@ -6,7 +6,11 @@
                     300,000 steps): build, and backward over a built chain
     seed            the README's worked example, build + backward
     demo step       one eager step of micrograd's demo: hinge loss + 1e-4 L2
-                    over 100 moons, zero_grad, backward, SGD (lr 1)
+                    over 100 moons, zero_grad, backward, SGD (lr 1): step 0 of
+                    a freshly seeded model
+    demo second step  step 1 of that loop, after an untimed step 0: what each
+                    of the demo's later steps costs (rgrad's fused MLP makes its
+                    plan at the model's first call, in step 0)
 
 Each scalar engine is an `Impl`. micrograd appears twice: "micrograd" with
 Python's cyclic garbage collector as it comes, and "micrograd-nogc" with the
@@ -21,7 +25,8 @@ import threading
 __all__ = ["Impl", "load_impls", "IMPL_ORDER", "INSTALL", "chain_leaves", "chain",
            "chain_expected", "seed", "moons", "demo_model", "demo_loss",
            "accuracy", "demo_step", "checksum", "with_big_stack",
-           "SEED_EXPECTED", "DEMO_LOSS", "DEMO_ACCURACY", "DEMO_CHECKSUM"]
+           "SEED_EXPECTED", "DEMO_LOSS", "DEMO_ACCURACY", "DEMO_CHECKSUM",
+           "DEMO_NEXT_LOSS", "DEMO_NEXT_ACCURACY", "DEMO_NEXT_CHECKSUM"]
 
 IMPL_ORDER = ("rgrad", "micrograd", "micrograd-nogc", "torch")
 INSTALL = {"micrograd": "pip install micrograd==0.1.0",
@@ -35,6 +40,10 @@ SEED_EXPECTED = {"g": 24.70408163265306, "a.grad": 138.83381924198252,
 DEMO_LOSS = 0.9093643844649194
 DEMO_ACCURACY = 0.5
 DEMO_CHECKSUM = 7.510907886666312      # sum of the 337 parameters after step 0
+# and its step 1 (micrograd 0.1.0's, as above)
+DEMO_NEXT_LOSS = 1.6737409104703749
+DEMO_NEXT_ACCURACY = 0.77
+DEMO_NEXT_CHECKSUM = 0.47580153176665335   # after step 1
 
 
 # ---- the scalar engines ---------------------------------------------------------

@@ -1,6 +1,7 @@
 """`python -m rgrad bench`: the runner. It times the workloads of
 rgrad/bench_workloads.py (the chain at 3,000, 30,000 and 300,000 steps, build
-and backward; the worked example; micrograd's demo step, eager) on rgrad,
+and backward; the worked example; micrograd's demo step, eager, its first and
+its second) on rgrad,
 micrograd (default gc and gc disabled around the timed region), and PyTorch
 scalar tensors, then the replayed demo step of rgrad/bench_peers.py beside
 PyTorch tensors, jax.jit and CasADi, each where installed. The table is
@@ -40,9 +41,11 @@ BASELINE_GROUP = {"demo step replayed": "demo step"}
 # The pytest-benchmark suite (bench/) uses the "full" numbers.
 ROUNDS = {
     "full": {"chain 3000": (15, 1), "chain 30000": (7, 1), "chain 300000": (3, 1),
-             "seed": (15, 100), "demo step": (5, 1), "demo step replayed": (30, 10)},
+             "seed": (15, 100), "demo step": (5, 1), "demo second step": (5, 1),
+             "demo step replayed": (30, 10)},
     "quick": {"chain 3000": (5, 1), "chain 30000": (3, 1), "seed": (5, 20),
-              "demo step": (2, 1), "demo step replayed": (10, 5)},
+              "demo step": (2, 1), "demo second step": (2, 1),
+              "demo step replayed": (10, 5)},
 }
 
 
@@ -156,22 +159,32 @@ def _bench_seed(impl, rounds, number, check):
     return times
 
 
-def _bench_demo_eager(impl, X, y, rounds, number, check):
+def _bench_demo_eager(impl, X, y, rounds, number, check, second=False):
+    """Step 0 of a freshly seeded model each round, or with `second`, step 1
+    after an untimed step 0."""
     models = []
+    name, want = (("demo second step", (W.DEMO_NEXT_LOSS, W.DEMO_NEXT_ACCURACY,
+                                        W.DEMO_NEXT_CHECKSUM)) if second else
+                  ("demo step", (W.DEMO_LOSS, W.DEMO_ACCURACY, W.DEMO_CHECKSUM)))
 
     def prepare():
         models.clear()
         models.append(W.demo_model(impl))    # the same seeded model every round
+        if second:
+            W.demo_step(impl, models[0], X, y)
         return models[0]
 
     times, outs = time_rounds(impl, lambda m: W.demo_step(impl, m, X, y), prepare,
                               rounds=rounds, number=1, keep=True)
     for k, (loss, acc) in enumerate(outs):
-        check(f"{impl.name} demo step loss (round {k})", loss, W.DEMO_LOSS)
-        check(f"{impl.name} demo step accuracy (round {k})", acc, W.DEMO_ACCURACY)
-    check(f"{impl.name} demo step parameter sum", W.checksum(impl, models[0]),
-          W.DEMO_CHECKSUM)
+        check(f"{impl.name} {name} loss (round {k})", loss, want[0])
+        check(f"{impl.name} {name} accuracy (round {k})", acc, want[1])
+    check(f"{impl.name} {name} parameter sum", W.checksum(impl, models[0]), want[2])
     return times
+
+
+def _bench_demo_second(impl, X, y, rounds, number, check):
+    return _bench_demo_eager(impl, X, y, rounds, number, check, second=True)
 
 
 class _Peer:
@@ -241,6 +254,9 @@ def run(quick=False, impls=None, missing=None, peers=None, progress=None):
             measure("seed", "seed", name, _bench_seed, impls[name])
         for name in names:
             measure("demo step", "demo step", name, _bench_demo_eager, impls[name], X, y)
+        for name in names:
+            measure("demo second step", "demo second step", name, _bench_demo_second,
+                    impls[name], X, y)
         for name in [p for p in PEER_ORDER if p in peers]:
             measure("demo step replayed", "demo step replayed", name, _bench_replayed,
                     name, peers[name][1], X, y)

@@ -24,7 +24,8 @@ REPLAYED = [("rgrad-replay", None), ("rgrad-batch", None), ("torch-tensors", "to
 TIME = r"\d+\.\d{3} (?:s|ms|us|ns)"
 RATIO = r"\d+(?:\.\d+)?x"
 ROW = re.compile(
-    rf"^((?:chain build|chain backward) [\d,]+|seed|demo step replayed|demo step) +"
+    rf"^((?:chain build|chain backward) [\d,]+|seed|demo step replayed|demo second step|"
+    rf"demo step) +"
     rf"(\S+) +({TIME}) +({TIME}|-) +(\d+(?:x\d+)?) +({RATIO}|-) +({RATIO}|-)$", re.M)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -67,6 +68,7 @@ def _expected_rows(have):
         rows += [(f"chain build {n}", i) for i in names]
         rows += [(f"chain backward {n}", i) for i in names]
     rows += [("seed", i) for i in names] + [("demo step", i) for i in names]
+    rows += [("demo second step", i) for i in names]
     rows += [("demo step replayed", i) for i, need in REPLAYED if need is None or have[need]]
     return rows
 
