@@ -307,17 +307,20 @@ class _Chain:
         return chain
 
     def holds(self, layers):
-        """Whether layers are still this chain's layers, each a plain Layer
-        (its class may have been changed) with the same neurons list, whose neurons still have the class, weights, bias and
-        nonlinearity its plans were made from: the plans' own check
-        (_Plan.holds), for all layers in one list comparison."""
+        """Whether layers are still this chain's layers, each still a plain
+        Layer (a class can be assigned) with the same neurons list, whose
+        neurons still have the class, weights, bias and nonlinearity its
+        plans were made from: the plans' own check (_Plan.holds), for all
+        layers in one list comparison. C's check, if made again, covers the
+        list the chain was made from (owner), whatever list layers is: the
+        call's fast path (MLP.__call__) takes it for a check of that list."""
         if len(layers) != len(self.layers) or not _plain_arithmetic():
             return False
         for layer, mine, seq, n in zip(layers, self.layers, self.seqs, self.lens):
             if (layer is not mine or type(layer) is not Layer or layer.neurons is not seq
                     or len(seq) != n):
                 return False        # (a neuron moved between layers keeps the flat list)
-        return _neurons_hold(self, self.seqs, self.owner if layers is self.owner else None)
+        return _neurons_hold(self, self.seqs, self.owner)
 
     def run(self, x):
         hs = [v._s for v in x if type(v) is Value]
@@ -428,24 +431,29 @@ def _c_check(plan, seqs, layers=None):
     tags = [lib.rg_type_tag(id(c)) for c in classes]
     if not _neuron_class_is_plain():
         return False
-    owners = list(_flat(seqs))
+    # each list read once: what is checked below is what C compares it with
+    contents = [list(seq) for seq in seqs]
+    owners = list(_flat(contents))
     if any(type(n) is not Neuron for n in owners):
         return False
+    n = len(owners)
     if layers is not None:
-        if (type(layers) is not list or len(layers) != len(seqs)
-                or any(type(layer) is not Layer for layer in layers)
+        if type(layers) is not list:
+            return False
+        contents.append(list(layers))
+        owners += contents[-1]
+        if (len(owners) - n != len(seqs) or any(type(layer) is not Layer for layer in owners[n:])
                 or not _plain_class(Layer, ("neurons", "__getattribute__"))
                 or not _plain_arithmetic() or Layer.__call__ is not _LAYER_CALL
                 or MLP.__call__ is not _MLP_CALL):
             return False
-        owners += layers
     dicts = list(map(vars, owners))         # makes each one's dict, for good
     if (any(type(d) is not dict for d in dicts)
-            or [lib.rg_object_dict(id(n)) for n in owners] != list(map(id, dicts))):
+            or [lib.rg_object_dict(id(o)) for o in owners] != list(map(id, dicts))):
         return False
     versions = [lib.rg_dict_version(id(d)) for d in dicts]   # a change after this shows
     state = plan.state
-    if not all(tags) or len(owners) - len(layers or ()) != len(state):
+    if not all(tags) or n != len(state):
         return None
     ws = []
     for d, (_, copy, b, r) in zip(dicts, state):
@@ -455,21 +463,19 @@ def _c_check(plan, seqs, layers=None):
         if d.get("b") is not b or type(nonlin) not in (bool, int) or nonlin != r:
             return None
         ws.append(w)
-    lists = list(seqs) + ws
-    items = [n for seq in seqs for n in seq] + [v for _, copy, _, _ in state for v in copy]
-    if layers is not None:
-        if any(d.get("neurons") is not seq for d, seq in zip(dicts[len(state):], seqs)):
-            return None
-        lists.append(layers)
-        items += layers
-    if list(map(id, items[:len(state)])) != list(map(id, owners[:len(state)])):
-        return None                         # (a list changed while this ran)
+    if any(d.get("neurons") is not seq for d, seq in zip(dicts[n:], seqs)):
+        return None
+    # C compares each list with what was read of it above (the w lists with
+    # the plan's copies), and each object's class with the one checked above
+    lists = list(seqs) + ws + ([layers] if layers is not None else [])
+    contents[len(seqs):len(seqs)] = [copy for _, copy, _, _ in state]
+    items = list(_flat(contents))
     args = (ffi.new("intptr_t[]", list(map(id, classes))), ffi.new("uint32_t[]", tags),
             len(classes), ffi.new("intptr_t[]", list(map(id, owners))),
-            ffi.new("intptr_t[]", [id(type(n)) for n in owners]),
+            ffi.new("intptr_t[]", [id(Neuron)] * n + [id(Layer)] * (len(owners) - n)),
             ffi.new("intptr_t[]", list(map(id, dicts))), ffi.new("uint64_t[]", versions),
             len(owners), ffi.new("intptr_t[]", list(map(id, lists))),
-            ffi.new("int32_t[]", list(map(len, lists))),
+            ffi.new("int32_t[]", list(map(len, contents))),
             ffi.new("intptr_t[]", list(map(id, items))), len(lists), id(list))
     return args, (classes, owners, dicts, lists, items)
 

@@ -264,12 +264,7 @@ def test_an_mlp_call_sees_every_change_to_its_layers(checks):
     layers = model.layers
 
     def unfused():
-        h = x
-        for layer in model.layers:
-            h = [n(h) for n in layer.neurons]
-            if type(layer) is Halved:
-                h = [o * 0.5 for o in h]
-        return h[0].data
+        return _mlp_unfused(model, x)
 
     changes = [
         lambda: setattr(layers[1], "neurons", layers[1].neurons[::-1]),   # a new list
@@ -286,6 +281,63 @@ def test_an_mlp_call_sees_every_change_to_its_layers(checks):
         assert model(x).data == unfused()       # (and the check made again)
     model.layers = [rnn.Layer(2, 3)] + layers[1:]   # a new list: C's check never sees it
     assert model(x).data == unfused()
+
+
+def _mlp_unfused(model, x):
+    """What calling model's layers one by one computes, neuron by neuron."""
+    h = x
+    for layer in model.layers:
+        h = [n(h) for n in layer.neurons]
+        if type(layer) is Halved:
+            h = [o * 0.5 for o in h]
+    return h[0].data
+
+
+def test_a_check_made_while_the_model_held_another_layers_list_covers_its_own(checks):
+    """The chain's check, made again while the MLP's layers was a copy of
+    the list the chain was made from, still covers that list: once it is
+    the MLP's again, the call sees changes to it."""
+    random.seed(2)
+    model = rnn.MLP(3, [4, 4, 1])
+    x = [Value(0.5), Value(-1.5), Value(2.0)]
+    orig = model.layers
+    model(x)
+    model.layers = list(orig)
+    orig[0].neurons[0].tag = 1          # C's check says no: made again
+    assert model(x).data == _mlp_unfused(model, x)
+    model.layers = orig
+    model(x)
+    orig[1] = rnn.Layer(4, 4)
+    assert model(x).data == _mlp_unfused(model, x)
+
+
+@pytest.mark.parametrize("change", ["a layer replaced", "a layer's class"])
+def test_a_change_made_while_the_check_is_made_is_seen(checks, change, monkeypatch):
+    """Another thread (or a finalizer) may change the model while C's check
+    is being made: C compares each list with what was read of it, and each
+    object with its expected class, so the next call sees the change."""
+    random.seed(2)
+    model = rnn.MLP(3, [4, 4, 1])
+    x = [Value(0.5), Value(-1.5), Value(2.0)]
+    layers = model.layers
+    model(x)
+    done = []
+
+    def meanwhile(obj):                 # reading the objects' dicts, after the lists
+        if type(obj) is rnn.Layer and not done:
+            done.append(change)
+            if change == "a layer replaced":
+                layers[1] = rnn.Layer(4, 4)
+            else:
+                layers[1].__class__ = Halved
+        return vars(obj)
+
+    monkeypatch.setattr(rnn, "vars", meanwhile, raising=False)
+    layers[0].neurons[0].tag = 1        # C's check says no: made again
+    model(x)
+    assert done == ([change] if checks == "C checks" else [])
+    assert model(x).data == _mlp_unfused(model, x)
+    assert model(x).data == _mlp_unfused(model, x)
 
 
 def _chained_reference(model, x, op_by_op=False):
