@@ -504,7 +504,10 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
      objects;
    - the lists (a layer's neurons, a neuron's w, an MLP's layers): each is an
      exact list holding, in order, the objects it held when the check was
-     made (rgrad/nn.py matched each dict, at its version, to the plan then).
+     made (rgrad/nn.py matched each dict, at its version, to the plan then),
+     each still an instance of its class (a Value's class can be assigned:
+     a weight or, through a list of their own, a bias made a subclass that
+     defines its own operators).
 
    The check holds every object, dict and list it names, so no address can
    be reused by another object while it does. Called with the GIL held (see
@@ -542,7 +545,7 @@ int rg_objects_hold(const intptr_t *types, const uint32_t *tags, int32_t ntypes,
                     const intptr_t *objs, const intptr_t *otypes, const intptr_t *dicts,
                     const uint64_t *versions, int32_t nobjs,
                     const intptr_t *lists, const int32_t *lens, const intptr_t *items,
-                    int32_t nlists, intptr_t list_type)
+                    const intptr_t *item_types, int32_t nlists, intptr_t list_type)
 {
     for (int32_t t = 0; t < ntypes; t++)
         if (tags[t] == 0 || rg_type_tag(types[t]) != tags[t]) return 0;
@@ -558,7 +561,8 @@ int rg_objects_hold(const intptr_t *types, const uint32_t *tags, int32_t ntypes,
         if (list[1] != list_type || list[2] != lens[l]) return 0;
         const intptr_t *held = (const intptr_t *)list[3];
         for (int32_t q = 0; q < lens[l]; q++, k++)
-            if (held[q] != items[k]) return 0;
+            if (held[q] != items[k] || ((const intptr_t *)items[k])[1] != item_types[l])
+                return 0;
     }
     return 1;
 }

@@ -217,8 +217,8 @@ int32_t rg_sweep(intptr_t registry, const int32_t *slots, int32_t n, intptr_t pl
    them. rg_objects_hold: 1 if each class types[t] still has the tag
    tags[t] (not 0), each object objs[o] is still an instance of otypes[o]
    whose dict is dicts[o] at versions[o], and each list lists[l] is an exact
-   list (list_type) of lens[l] items, the next lens[l] of items in order;
-   else 0. */
+   list (list_type) of lens[l] items, the next lens[l] of items in order,
+   each an instance of item_types[l]; else 0. */
 intptr_t rg_object_dict(intptr_t obj);
 uint64_t rg_dict_version(intptr_t dict);
 uint32_t rg_type_tag(intptr_t type);
@@ -226,7 +226,7 @@ int rg_objects_hold(const intptr_t *types, const uint32_t *tags, int32_t ntypes,
                     const intptr_t *objs, const intptr_t *otypes, const intptr_t *dicts,
                     const uint64_t *versions, int32_t nobjs,
                     const intptr_t *lists, const int32_t *lens, const intptr_t *items,
-                    int32_t nlists, intptr_t list_type);
+                    const intptr_t *item_types, int32_t nlists, intptr_t list_type);
 
 /* The GIL (csrc/gil.h, in the Python module only). rg_wait_without_gil:
    called once at import, so that a call that keeps the GIL waits for a busy

@@ -395,13 +395,16 @@ def _neurons_hold(plan, seqs, layers=None):
     computes), the comparison decides, and C's check is made again.
     plan.check is False where C cannot check these neurons: not tried again
     for this plan. layers: an MLP's list of the layers whose neurons seqs
-    are, for C's check to cover them too (_c_check)."""
+    are, for C's check to cover them too (_c_check). (A weight or bias
+    whose class was assigned in place is seen where C checks, not by the
+    comparison, which would read every weight's class at every call.)"""
     check = plan.check
     if check and _rg_objects_hold(*check[0]):
         return True
     fresh = False if check is False else _c_check(plan, seqs, layers)
     try:
-        ok = list(map(_state_of, _flat(seqs))) == plan.state
+        ok = (fresh is not _NOT_PLAIN
+              and list(map(_state_of, _flat(seqs))) == plan.state)
     except AttributeError:             # not a neuron any more, or one missing a part
         ok = False
     plan.check = fresh if ok else None
@@ -419,7 +422,8 @@ def _c_check(plan, seqs, layers=None):
     MLP.__call__ checks before fusing: that list's items, each layer's
     class and dict (so its neurons list), and the classes Layer, MLP and
     Value (their __call__ and operators). None if this cannot be made now
-    (no version tag yet, or the objects do not match the plan), False where
+    (no version tag yet, or the objects do not match the plan), _NOT_PLAIN
+    where a weight or bias is no longer a plain Value, False where
     C cannot check these neurons: C cannot read objects here, a list is not
     an exact list, a neuron not a plain Neuron with its own plain dict and a
     w list (a layer not a plain Layer), or a class they inherit from defines
@@ -466,17 +470,23 @@ def _c_check(plan, seqs, layers=None):
     if any(d.get("neurons") is not seq for d, seq in zip(dicts[n:], seqs)):
         return None
     # C compares each list with what was read of it above (the w lists with
-    # the plan's copies), and each object's class with the one checked above
-    lists = list(seqs) + ws + ([layers] if layers is not None else [])
-    contents[len(seqs):len(seqs)] = [copy for _, copy, _, _ in state]
+    # the plan's copies; the biases, in a list of the check's own, with
+    # themselves), and each object's and item's class with the one checked
+    bs = [b for _, _, b, _ in state]
+    lists = list(seqs) + ws + [bs] + ([layers] if layers is not None else [])
+    contents[len(seqs):len(seqs)] = [copy for _, copy, _, _ in state] + [list(bs)]
     items = list(_flat(contents))
+    if any(type(v) is not Value for c in contents[len(seqs):len(seqs) + n + 1] for v in c):
+        return _NOT_PLAIN                   # a weight's or bias's class was assigned
     args = (ffi.new("intptr_t[]", list(map(id, classes))), ffi.new("uint32_t[]", tags),
             len(classes), ffi.new("intptr_t[]", list(map(id, owners))),
             ffi.new("intptr_t[]", [id(Neuron)] * n + [id(Layer)] * (len(owners) - n)),
             ffi.new("intptr_t[]", list(map(id, dicts))), ffi.new("uint64_t[]", versions),
             len(owners), ffi.new("intptr_t[]", list(map(id, lists))),
             ffi.new("int32_t[]", list(map(len, contents))),
-            ffi.new("intptr_t[]", list(map(id, items))), len(lists), id(list))
+            ffi.new("intptr_t[]", list(map(id, items))),
+            ffi.new("intptr_t[]", [id(Neuron)] * len(seqs) + [id(Value)] * (n + 1)
+                    + [id(Layer)] * (layers is not None)), len(lists), id(list))
     return args, (classes, owners, dicts, lists, items)
 
 
@@ -528,6 +538,7 @@ def _c_reads_neurons():
 
 
 _rg_objects_hold = lib.rg_objects_hold
+_NOT_PLAIN = object()           # _c_check: the plan no longer holds
 _C_READS_NEURONS = _c_reads_neurons()
 
 
