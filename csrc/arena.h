@@ -103,9 +103,10 @@ typedef struct {
     uint64_t *closed;        /* ids of threads one of whose blocks another thread closed */
     int32_t n_closed, closed_cap;   /* closed_cap >= n_closed + anomaly_open */
     int32_t n_py;        /* RG_PY nodes in the arena */
-    int64_t n_flagged;   /* F_PY set on a node this many times since the last
-                            compaction, plus the F_PY nodes it kept: 0 means
-                            no node has F_PY, and compaction reads no dead node */
+    int64_t n_flagged;   /* nodes with F_PY, or more (counted as each is set,
+                            recounted by compaction): when the nodes compaction
+                            keeps hold as many, no dead node has F_PY, and it
+                            reads none */
     int haspy_stale;     /* a node with parents became RG_PY: F_HASPY is not to
                             be trusted until the next compaction recomputes it */
     int32_t pinned;      /* > 0: Python walks a tape of node indices; no compaction */

@@ -996,8 +996,8 @@ int rg_make_custom(int32_t h)
     if (i >= 0 && A.nodes[i].op != RG_PY) {
         A.nodes[i].op = RG_PY;      /* its children stay; Python now runs it */
         A.edits++;
+        A.n_flagged += !(A.nodes[i].flags & F_PY);
         A.nodes[i].flags |= F_PY | F_HASPY;
-        A.n_flagged++;
         A.n_py++;
         if (i != A.n - 1) A.haspy_stale = 1;   /* nodes made since may be parents */
         A.tape_root = -1;           /* a cached tape may hold this node */
@@ -1011,8 +1011,8 @@ int rg_flag(int32_t h)
     arena_lock(&A.lock);
     int32_t i = node_of(h);
     if (i >= 0) {
+        A.n_flagged += !(A.nodes[i].flags & F_PY);
         A.nodes[i].flags |= F_PY;
-        A.n_flagged++;
     }
     rg_mutex_unlock(&A.lock);
     return i >= 0 ? RG_OK : RG_EHANDLE;
@@ -1124,12 +1124,14 @@ static void forget(uint64_t id)
 
 /* Slides the nodes reachable from a live handle down to the bottom of the
    arena, in order, and rewrites child indices and handles to match. Dead
-   nodes are read only where one may have F_PY (A.n_flagged): otherwise both
-   passes skip them on the mark bytes alone, which matters when a step's
-   whole graph has died (the demo step's 65,000 nodes, 2.6 MB). */
+   nodes are read only where one may have F_PY (fewer marked nodes have it
+   than A.n_flagged counts): otherwise both passes skip them on the mark
+   bytes alone, which matters when a step's whole graph has died (the demo
+   step's 65,000 nodes, 2.6 MB). */
 static void compact(void)
 {
     int32_t n = A.n, kept = 0, marked = 0, pending = 0;
+    int64_t flagged = 0;
     int32_t *to = rg_realloc(NULL, (size_t)(n ? n : 1) * sizeof *to);
     if (to) {
         uint8_t *mark = A.mark;
@@ -1141,6 +1143,7 @@ static void compact(void)
             if (!mark[i]) { i = skip_unmarked(mark, i) + 1; continue; }   /* i-- lands on it */
             pending--;
             marked++;
+            flagged += (A.nodes[i].flags & F_PY) != 0;
             mark_one(mark, A.nodes[i].a, &pending);
             mark_one(mark, A.nodes[i].b, &pending);
         }
@@ -1148,9 +1151,9 @@ static void compact(void)
             if (A.slot_node[h] >= 0 && (A.slot_weak[h] & SLOT_WEAK) && !mark[A.slot_node[h]])
                 A.slot_node[h] = SLOT_DEAD;      /* dead until Python releases it */
         }
-        int read_dead = A.n_flagged > 0;
+        int read_dead = A.n_flagged > flagged;
         A.n_py = 0;
-        A.n_flagged = 0;
+        A.n_flagged = flagged;
         for (int32_t i = 0; i < n; i++) {        /* children moved first */
             if (!mark[i]) {
                 if (read_dead) {
@@ -1162,7 +1165,6 @@ static void compact(void)
             }
             mark[i] = 0;
             A.n_py += A.nodes[i].op == RG_PY;
-            A.n_flagged += (A.nodes[i].flags & F_PY) != 0;
             rg_node z = A.nodes[i];
             if (z.a >= 0) z.a = to[z.a];
             if (z.b >= 0) z.b = to[z.b];

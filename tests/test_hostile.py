@@ -215,19 +215,27 @@ def test_a_deep_chain_of_python_ops_is_freed_by_a_bounded_number_of_passes(op):
     assert not collection._closures
 
 
+@pytest.mark.parametrize("anchor", [False, True], ids=["alone", "beside a live one"])
 @pytest.mark.parametrize("how", ["Value(data, children, op)", "Value(data, children)",
                                  "_prev, then _backward", "_backward", "label"])
-def test_what_python_keeps_for_a_node_goes_with_it_in_every_compaction(how):
+def test_what_python_keeps_for_a_node_goes_with_it_in_every_compaction(how, anchor):
     """Compaction reads dead nodes only where one may carry something Python
-    keeps (csrc/rgrad.c, compact): each way of giving a node such a thing
-    counts, even when the node is the only one (the arena compacted first,
-    with no such node left), and the next compaction forgets it."""
+    keeps (csrc/rgrad.c, compact: C counts the nodes given such a thing, and
+    the nodes it keeps that have one): each way of giving a node such a
+    thing counts, whether the node is the only one (the arena compacted
+    first) or another, which lives on, has one too; the next compaction
+    forgets it."""
+    from rgrad._rgrad import lib
     settle()
     kept = {"Value(data, children, op)": collection._names,
             "Value(data, children)": collection._closures,
             "_prev, then _backward": collection._closures, "_backward": collection._closures,
             "label": collection._labels}[how]
     assert not kept
+    if anchor:
+        live = Value(1.0, label="lives on")
+        live.label = "still"                    # given twice: counted once
+        settle()
     for _ in range(3):
         x = Value(2.0)
         if how == "Value(data, children, op)":
@@ -245,10 +253,13 @@ def test_what_python_keeps_for_a_node_goes_with_it_in_every_compaction(how):
         else:
             y = x * 2.0
             y.label = "y"
-        assert len(kept) == 1
+        ident = lib.rg_id(y._s)
+        assert ident in kept
         del x, y
         settle()
-        assert not kept
+        assert ident not in kept
+    if anchor:
+        assert live.label == "still"
 
 
 # ---- the budget, the handle table, a tampered Value -----------------------------------
