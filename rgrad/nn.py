@@ -143,12 +143,11 @@ class MLP(Module):
                        for i in range(len(nouts))]
 
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
-        d = self.__dict__
-        chain = d.get("_cached_chain")
+        chain = self.__dict__.get("_cached_chain")
         # the common case first: nothing changed since the chain's C check
         # was made (which covers all that _chain_for checks, but this MLP's
-        # layers list, and x)
-        if (chain is None or not chain.check or d.get("layers") is not chain.owner
+        # layers list, and x); self.layers as the loop below reads it
+        if (chain is None or not chain.check or self.layers is not chain.owner
                 or type(x) not in _SEQUENCES or len(x) != chain.nin
                 or not _rg_objects_hold(*chain.check[0])):
             chain = _chain_for(self, x)
@@ -350,7 +349,7 @@ def _chain_for(mlp, x):
     Layer, a plan that cannot be fused, sizes that do not follow, a layer
     between others that returns one Value (the next would get a Value, not a
     list), or x not a list of the first layer's size."""
-    layers = mlp.__dict__.get("layers")
+    layers = getattr(mlp, "layers", None)     # what the layers loop would read
     if type(layers) not in _SEQUENCES or len(layers) < 2 or type(x) not in _SEQUENCES:
         return None
     if Layer.__call__ is not _LAYER_CALL or MLP.__call__ is not _MLP_CALL:

@@ -340,6 +340,22 @@ def test_a_change_made_while_the_check_is_made_is_seen(checks, change, monkeypat
     assert model(x).data == _mlp_unfused(model, x)
 
 
+def test_an_mlp_whose_class_gives_its_layers_another_way_runs_those(checks):
+    """The fused call runs the layers that `self.layers` gives, as the loop
+    over them would, even where a class gives them by a property."""
+    random.seed(2)
+    model = rnn.MLP(3, [4, 4, 1])
+    x = [Value(0.5), Value(-1.5), Value(2.0)]
+    model(x)
+    other = rnn.MLP(3, [4, 4, 1])
+
+    class Sub(rnn.MLP):
+        layers = property(lambda self: other.__dict__["layers"])
+
+    model.__class__ = Sub
+    assert model(x).data == _mlp_unfused(model, x) == other(x).data
+
+
 class Tenfold(Value):
     __slots__ = ()
 
