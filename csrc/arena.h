@@ -79,12 +79,13 @@ typedef struct {
 /* A dot's term: a product node, its two factors, and the sum node that
    adds it. */
 typedef struct {
-    int32_t product, sum, x, y;
+    uint32_t product, sum, x, y;   /* where each node starts, in doubles (tape.c) */
 } rg_term;
 
-/* A tail's node z, and its child other than the node before it (-1: none). */
+/* A tail's node z, and its child other than the node before it (0 where it
+   has none: read only for ADD and MUL), each where it starts, in doubles (tape.c). */
 typedef struct {
-    int32_t z, other;
+    uint32_t z, other;
 } rg_link;
 
 typedef struct {
