@@ -339,3 +339,29 @@ def test_backward_set_on_a_node_that_already_has_parents_is_run():
     mid._backward = _backward
     top.backward()
     assert calls == [2.0] and a.grad == 20.0
+
+
+@pytest.mark.parametrize("when", ["made as one", "given to a node with parents"])
+def test_a_python_op_under_a_graph_still_runs_after_a_compaction(when):
+    """Compaction recomputes which nodes have a Python op under them (and
+    clears it everywhere when the arena holds none): a graph over one kept
+    through a compaction still calls its closure."""
+    import gc
+    a = Value(3.0)
+    calls = []
+    if when == "made as one":
+        mid = Value(3.0, (a,), "copy")
+        top = mid * 2 + 1
+    else:
+        mid = a * 1.0
+        top = mid * 2 + 1                             # made before mid's closure
+
+    def _backward():
+        calls.append(mid.grad)
+        a.grad += 10 * mid.grad
+    mid._backward = _backward
+    gc.collect()
+    rgrad.collect()
+    top.backward()
+    assert calls == [2.0] and a.grad == 20.0
+
