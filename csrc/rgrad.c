@@ -1136,7 +1136,7 @@ static void compact(void)
     if (to) {
         /* the loops keep A's fields in locals: a node's uint8_t fields and
            the marks may alias anything, so A's would be read again after
-           every store (it cost the move about a third of its instructions) */
+           every store */
         rg_node *nodes = A.nodes;
         uint8_t *mark = A.mark;
         for (int32_t h = 0; h < A.nslots; h++)   /* weak handles are no roots */

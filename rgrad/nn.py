@@ -445,7 +445,8 @@ def _c_check(plan, seqs, layers=None):
             return False
         contents.append(list(layers))
         owners += contents[-1]
-        if (len(owners) - n != len(seqs) or any(type(layer) is not Layer for layer in owners[n:])
+        if (len(owners) - n != len(seqs)
+                or any(type(layer) is not Layer for layer in owners[n:])
                 or not _plain_class(Layer, ("neurons", "__getattribute__"))
                 or not _plain_arithmetic() or Layer.__call__ is not _LAYER_CALL
                 or MLP.__call__ is not _MLP_CALL):
