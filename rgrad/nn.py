@@ -174,7 +174,6 @@ class MLP(Module):
 _SEQUENCES = (list, tuple, _ParamList)
 _VALUE_ADD, _VALUE_MUL, _VALUE_RELU = Value.__add__, Value.__mul__, Value.relu
 _rg_layer, _rg_mlp = lib.rg_layer, lib.rg_mlp
-_NULL = ffi.NULL
 _take = _collection.take
 _PLAIN = {Value}
 _flat = itertools.chain.from_iterable
@@ -322,14 +321,10 @@ class _Chain:
         return _neurons_hold(self, self.seqs, self.owner)
 
     def run(self, x):
-        hs = [v._s for v in x if type(v) is Value]
-        if len(hs) == len(x):           # all Values (the common case): no constants
-            xh, xc, xk = ffi.new("int32_t[]", hs), _NULL, _NULL
-        else:
-            args = _inputs(x)
-            if args is None:
-                return None
-            xh, xc, xk = args
+        args = _inputs(x)
+        if args is None:
+            return None
+        xh, xc, xk = args
         if self.nout == 1:              # one output (the common case): no lists
             v = _new(Value)
             out = ffi.new("int32_t *", _take(v))
