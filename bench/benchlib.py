@@ -10,8 +10,7 @@ the timed call only (`timed`).
 import gc
 
 from rgrad.bench_workloads import (  # noqa: F401 - re-exported for the suites
-    DEMO_ACCURACY, DEMO_CHECKSUM, DEMO_LOSS, DEMO_NEXT_ACCURACY, DEMO_NEXT_CHECKSUM,
-    DEMO_NEXT_LOSS, IMPL_ORDER, LOADERS, SEED_EXPECTED,
+    DEMO_CHECKSUM, DEMO_EXPECTED, DEMO_LOSS, IMPL_ORDER, LOADERS, SEED_EXPECTED,
     chain, chain_depth, chain_expected, chain_leaves, checksum, demo_model,
     demo_step, moons, seed, with_big_stack)
 from rgrad.benchmarks import CHAIN_SIZES, QUICK_CHAIN_SIZES, ROUNDS, WARMUP  # noqa: F401

@@ -19,9 +19,8 @@ import gc
 
 import pytest
 
-from benchlib import (DEMO_ACCURACY, DEMO_CHECKSUM, DEMO_LOSS, DEMO_NEXT_ACCURACY,
-                      DEMO_NEXT_CHECKSUM, DEMO_NEXT_LOSS, SEED_EXPECTED,
-                      WARMUP, chain, chain_depth, chain_expected, chain_leaves,
+from benchlib import (DEMO_EXPECTED, SEED_EXPECTED, WARMUP, chain, chain_depth,
+                      chain_expected, chain_leaves,
                       checksum, demo_model, demo_step, fresh, moons, rounds, seed,
                       timed, untimed, with_big_stack)
 
@@ -124,8 +123,7 @@ def test_demo_step(benchmark, impl, second):
                        warmup_rounds=WARMUP)
     loss, accuracy = results[-1]
     benchmark.extra_info.update(loss=loss, accuracy=accuracy)
-    want = ((DEMO_NEXT_LOSS, DEMO_NEXT_ACCURACY, DEMO_NEXT_CHECKSUM) if second
-            else (DEMO_LOSS, DEMO_ACCURACY, DEMO_CHECKSUM))
+    want = DEMO_EXPECTED[group]
     # every round starts from the same seeded model, so all agree
     for loss, accuracy in results:
         assert loss == pytest.approx(want[0], rel=1e-12)

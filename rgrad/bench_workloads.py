@@ -26,7 +26,7 @@ __all__ = ["Impl", "load_impls", "IMPL_ORDER", "INSTALL", "chain_leaves", "chain
            "chain_expected", "seed", "moons", "demo_model", "demo_loss",
            "accuracy", "demo_step", "checksum", "with_big_stack",
            "SEED_EXPECTED", "DEMO_LOSS", "DEMO_ACCURACY", "DEMO_CHECKSUM",
-           "DEMO_NEXT_LOSS", "DEMO_NEXT_ACCURACY", "DEMO_NEXT_CHECKSUM"]
+           "DEMO_NEXT_LOSS", "DEMO_NEXT_ACCURACY", "DEMO_NEXT_CHECKSUM", "DEMO_EXPECTED"]
 
 IMPL_ORDER = ("rgrad", "micrograd", "micrograd-nogc", "torch")
 INSTALL = {"micrograd": "pip install micrograd==0.1.0",
@@ -44,6 +44,9 @@ DEMO_CHECKSUM = 7.510907886666312      # sum of the 337 parameters after step 0
 DEMO_NEXT_LOSS = 1.6737409104703749
 DEMO_NEXT_ACCURACY = 0.77
 DEMO_NEXT_CHECKSUM = 0.47580153176665335   # after step 1
+# (loss, accuracy, parameter sum after it) of each eager demo group's step
+DEMO_EXPECTED = {"demo step": (DEMO_LOSS, DEMO_ACCURACY, DEMO_CHECKSUM),
+                 "demo second step": (DEMO_NEXT_LOSS, DEMO_NEXT_ACCURACY, DEMO_NEXT_CHECKSUM)}
 
 
 # ---- the scalar engines ---------------------------------------------------------

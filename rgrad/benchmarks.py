@@ -163,9 +163,8 @@ def _bench_demo_eager(impl, X, y, rounds, number, check, second=False):
     """Step 0 of a freshly seeded model each round, or with `second`, step 1
     after an untimed step 0."""
     models = []
-    name, want = (("demo second step", (W.DEMO_NEXT_LOSS, W.DEMO_NEXT_ACCURACY,
-                                        W.DEMO_NEXT_CHECKSUM)) if second else
-                  ("demo step", (W.DEMO_LOSS, W.DEMO_ACCURACY, W.DEMO_CHECKSUM)))
+    name = "demo second step" if second else "demo step"
+    want = W.DEMO_EXPECTED[name]
 
     def prepare():
         models.clear()
