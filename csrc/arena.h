@@ -11,14 +11,6 @@
 #include "platform.h"
 #include "rgrad.h"
 
-/* Shared between the C files, and kept out of the shared library's exported
-   symbols (where a name could be taken by another library's). */
-#if defined(__GNUC__) && !defined(_WIN32)
-#define RG_INTERNAL __attribute__((visibility("hidden")))
-#else
-#define RG_INTERNAL
-#endif
-
 typedef struct {
     double data;   /* forward value */
     double grad;   /* d root / d this node, accumulated by backward */

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "pool.h"
 
 #define L2_BYTES (512 * 1024)       /* a block's data and grads (16 B a node a row) */
 #define KEEP_BYTES ((int64_t)16 << 20)   /* forward data kept for backward, at most */
@@ -459,7 +460,8 @@ out:
     free(scratch); free(G);
 }
 
-/* Runs the blocks on up to `threads` threads (the caller's among them). */
+/* Runs the blocks on up to `threads` threads (the caller's among them), the
+   pool's (pool.c). */
 static int run(rg_batch *b, int backward, int threads, double *out, double *P)
 {
     int64_t nblocks = (b->rows + b->block - 1) / b->block;
@@ -468,28 +470,17 @@ static int run(rg_batch *b, int backward, int threads, double *out, double *P)
     int32_t T = threads < 1 ? 1 : threads;
     if (T > nblocks) T = (int32_t)nblocks;
     if (T > most) T = most > 1 ? (int32_t)most : 1;
-    if (T > 64) T = 64;
-    work w[64];
-    rg_thread th[64];
-    rg_thread_job job[64];
-    int started[64] = { 0 };
-    for (int32_t t = 0; t < T; t++)
+    if (T > POOL_MOST) T = POOL_MOST;
+    work w[POOL_MOST];
+    void *args[POOL_MOST];
+    for (int32_t t = 0; t < T; t++) {
         w[t] = (work){ .b = b, .backward = backward, .t = t, .nthreads = T, .out = out,
                        .P = P, .rc = RG_OK };
-    for (int32_t t = 1; t < T; t++) {
-        job[t] = (rg_thread_job){ .fn = run_blocks, .arg = &w[t] };
-        started[t] = rg_thread_start(&th[t], &job[t]) == 0;
-        if (!started[t]) {           /* no thread: its stripe runs here, after ours */
-            w[t].rc = RG_OK;
-        }
+        args[t] = &w[t];
     }
-    run_blocks(&w[0]);
-    int rc = w[0].rc;
-    for (int32_t t = 1; t < T; t++) {
-        if (started[t]) rg_thread_join(th[t]);
-        else run_blocks(&w[t]);
-        if (rc == RG_OK) rc = w[t].rc;
-    }
+    pool_run(run_blocks, args, T);
+    int rc = RG_OK;
+    for (int32_t t = 0; t < T && rc == RG_OK; t++) rc = w[t].rc;
     return rc;
 }
 

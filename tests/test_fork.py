@@ -36,6 +36,12 @@ def test_children_forked_while_other_threads_are_in_c_calls_do_not_hang():
     assert f"{FORKS} children ok" in out
 
 
+def test_children_forked_while_a_batch_runs_on_the_pool_run_batches_on_two_threads():
+    pytest.importorskip("numpy")
+    out = run_scenario("batch_pool")
+    assert f"{FORKS} children ok" in out
+
+
 def test_child_of_a_fork_during_another_threads_python_op_backward_can_compact():
     out = run_scenario("pinned_by_other_thread")
     assert "child compacted" in out
@@ -127,6 +133,64 @@ def busy_threads():
     stop.set()
     for t in threads:
         t.join()
+    codes = wait_children(pids)
+    bad = [c for c in codes if c != 0]
+    print(f"{FORKS - len(bad)} children ok; exit codes of the others "
+          f"(None: hung): {bad}")
+    return 0 if not bad else 1
+
+
+def batch_pool():
+    """The batch pool's worker (csrc/pool.c) exists in the parent, and another
+    thread runs batches on it as the main thread forks: a child, which has
+    no worker and whose pool's state was copied mid-call, runs a batch on
+    two threads and gets the parent's bits."""
+    import random
+    import numpy as np
+    import rgrad
+    from rgrad import Batch, Value
+    from rgrad.nn import MLP
+
+    random.seed(1)
+    model = MLP(2, [16, 16, 1])
+    x, t = rgrad.values([0.0, 0.0]), Value(0.0)
+    loss1 = (1 - t * model(x)).relu()
+    rng = np.random.default_rng(0)
+    rows = np.column_stack([rng.normal(size=(40_000, 2)), np.sign(rng.normal(size=40_000))])
+
+    def run(batch):
+        model.zero_grad()
+        out = batch.forward(rows)
+        batch.backward(scale=1 / len(rows))
+        return out.tobytes(), [p.grad for p in model.parameters()]
+
+    want = run(Batch([loss1], inputs=[*x, t], threads=1))
+    stop = threading.Event()
+    started = threading.Event()
+
+    def batches():
+        # a graph of its own: the main thread's model is the children's
+        random.seed(1)
+        m = MLP(2, [16, 16, 1])
+        xs, ts = rgrad.values([0.0, 0.0]), Value(0.0)
+        b = Batch([(1 - ts * m(xs)).relu()], inputs=[*xs, ts], threads=2)
+        while not stop.is_set():
+            b.forward(rows)
+            b.backward()
+            started.set()
+
+    def child_runs_a_batch():
+        os._exit(0 if run(Batch([loss1], inputs=[*x, t], threads=2)) == want else 3)
+
+    thread = threading.Thread(target=batches, daemon=True)
+    thread.start()
+    started.wait()
+    pids = []
+    for _ in range(FORKS):
+        time.sleep(0.003)
+        pids.append(fork_and_check(child_runs_a_batch))
+    stop.set()
+    thread.join()
     codes = wait_children(pids)
     bad = [c for c in codes if c != 0]
     print(f"{FORKS - len(bad)} children ok; exit codes of the others "
