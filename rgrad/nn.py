@@ -217,9 +217,8 @@ class _Plan:
         nonlins = [r for _, _, _, r in plan.state]
         nin = len(ws[0]) if type(ws[0]) in _SEQUENCES else -1
         if (_plain_arithmetic()
-                and all(type(w) in _SEQUENCES and len(w) == nin and
-                        all(type(v) is Value for v in w) for w in ws)
-                and all(type(b) is Value for b in plan.bs)
+                and all(type(w) in _SEQUENCES and len(w) == nin for w in ws)
+                and set(map(type, _flat(ws))) | set(map(type, plan.bs)) == _PLAIN
                 # bool and int keep their truth value, so it can be cached
                 and all(type(r) in (bool, int) and bool(r) == bool(nonlins[0])
                         for r in nonlins)):
@@ -471,7 +470,7 @@ def _c_check(plan, seqs, layers=None):
     lists = list(seqs) + ws + [bs] + ([layers] if layers is not None else [])
     contents[len(seqs):len(seqs)] = [copy for _, copy, _, _ in state] + [list(bs)]
     items = list(_flat(contents))
-    if any(type(v) is not Value for c in contents[len(seqs):len(seqs) + n + 1] for v in c):
+    if set(map(type, _flat(contents[len(seqs):len(seqs) + n + 1]))) - _PLAIN:
         return _NOT_PLAIN                   # a weight's or bias's class was assigned
     args = (ffi.new("intptr_t[]", list(map(id, classes))), ffi.new("uint32_t[]", tags),
             len(classes), ffi.new("intptr_t[]", list(map(id, owners))),
