@@ -10,9 +10,9 @@ the timed call only (`timed`).
 import gc
 
 from rgrad.bench_workloads import (  # noqa: F401 - re-exported for the suites
-    DEMO_CHECKSUM, DEMO_EXPECTED, DEMO_LOSS, IMPL_ORDER, LOADERS, SEED_EXPECTED,
-    chain, chain_depth, chain_expected, chain_leaves, checksum, demo_model,
-    demo_step, moons, seed, with_big_stack)
+    DEMO_CHECKSUM, DEMO_EXPECTED, DEMO_LOSS, IMPL_ORDER, LOADERS, LOOP_STEPS,
+    SEED_EXPECTED, chain, chain_depth, chain_expected, chain_leaves, checksum,
+    demo_loop, demo_model, demo_step, moons, seed, with_big_stack)
 from rgrad.benchmarks import CHAIN_SIZES, QUICK_CHAIN_SIZES, ROUNDS, WARMUP  # noqa: F401
 
 MEM_STEPS = 100_000           # chain length for bench/test_bench_memory.py

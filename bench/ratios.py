@@ -22,7 +22,7 @@ import sys
 from rgrad.bench_report import RATIO_HEADS, fmt_ratio
 from rgrad.benchmarks import BASELINE_GROUP, BASES
 
-GROUP_ORDER = ["seed", "demo step", "demo second step", "demo step replayed",
+GROUP_ORDER = ["seed", "demo step", "demo second step", "demo loop", "demo step replayed",
                "batch 10,000 rows", "replay per node", "hvp 1,000 inputs", "python ops"]
 IMPL_ORDER = ["rgrad", "rgrad-pyops-alive", "micrograd", "micrograd-nogc", "torch",
               "rgrad-replay", "rgrad-batch", "torch-tensors", "jax-jit", "casadi-vm",

@@ -10,6 +10,9 @@ pytest-benchmark group per workload:
                        zero_grad, backward, SGD (a freshly seeded MLP each round)
     demo second step   the step after it (step 0 untimed): what each later step
                        of the demo's loop costs
+    demo loop          10 steps of the demo's loop as micrograd's notebook
+                       writes it (each step's graph held until the next step's
+                       loss is made), timed per step
 
 Every implementation of a group gets the same warm-up and rounds
 (benchlib.rounds). Nothing here asserts on time; the asserts check that each
@@ -21,7 +24,8 @@ import pytest
 
 from benchlib import (DEMO_EXPECTED, SEED_EXPECTED, WARMUP, chain, chain_depth,
                       chain_expected, chain_leaves,
-                      checksum, demo_model, demo_step, fresh, moons, rounds, seed,
+                      checksum, demo_loop, demo_model, demo_step, fresh, moons, rounds,
+                      seed, LOOP_STEPS,
                       timed, untimed, with_big_stack)
 
 
@@ -101,10 +105,11 @@ def test_seed(benchmark, impl):
     assert impl.grad(b) == pytest.approx(SEED_EXPECTED["b.grad"], rel=1e-12)
 
 
-@pytest.mark.parametrize("second", [False, True], ids=["step 0", "step 1"])
-def test_demo_step(benchmark, impl, second):
-    group = "demo second step" if second else "demo step"
-    _label(benchmark, impl, group, samples=100)
+@pytest.mark.parametrize("group", ["demo step", "demo second step", "demo loop"],
+                         ids=["step 0", "step 1", "loop"])
+def test_demo_step(benchmark, impl, group):
+    loop = group == "demo loop"
+    _label(benchmark, impl, group, samples=100, **({"steps": LOOP_STEPS} if loop else {}))
     X, y = moons()
     model = []
     results = []
@@ -113,11 +118,12 @@ def test_demo_step(benchmark, impl, second):
     def prepare():
         model.clear()
         model.append(demo_model(impl))
-        if second:
+        if group == "demo second step":
             demo_step(impl, model[0], X, y)
 
     def step():
-        results.append(demo_step(impl, model[0], X, y))
+        run = demo_loop if loop else demo_step
+        results.append(run(impl, model[0], X, y))
 
     benchmark.pedantic(timed(impl, step), setup=untimed(prepare), rounds=n,
                        warmup_rounds=WARMUP)

@@ -14,8 +14,9 @@ RATIO_HEADS = {"micrograd": "vs micrograd", "micrograd-nogc": "vs micrograd gc-o
 
 
 def group_label(row):
-    """The table's group of a result: chain rows by workload and size."""
-    if row.get("steps"):
+    """The table's group of a result: chain rows by workload and size (the
+    demo loop's steps give its time per step, not a group of their own)."""
+    if row.get("steps") and row["workload"].startswith("chain"):
         return f"{row['workload']} {row['steps']:,}"
     return row["workload"]
 
@@ -107,7 +108,9 @@ def report(data):
         "micrograd with Python's cyclic garbage collector disabled around its "
         "timed rounds only",
         "demo step: step 0 of a freshly seeded model; demo second step: step 1, "
-        "after an untimed step 0, as each later step of the demo's loop",
+        "after an untimed step 0, as each later step of the demo's loop; demo "
+        "loop: 10 steps of the loop as micrograd's notebook writes it (each "
+        "step's graph held until the next step's loss is made), per step",
         "demo step replayed: the step prepared once and rerun (rgrad's graph "
         "replayed, rgrad.Batch running one sample's graph over the 100 rows, "
         "torch batched tensors, jax.jit, CasADi's SX virtual machine); "

@@ -11,6 +11,13 @@
     demo second step  step 1 of that loop, after an untimed step 0: what each
                     of the demo's later steps costs (rgrad's fused MLP makes its
                     plan at the model's first call, in step 0)
+    demo loop       the demo's loop as micrograd's notebook writes it, LOOP_STEPS
+                    steps of a freshly seeded model (the learning rate decays
+                    as there): each step's graph lives until the next step's
+                    loss is made (the notebook keeps it in total_loss), as it
+                    does in micrograd's own loop. In rgrad that graph is live
+                    when the arena compacts, so compaction moves it: the two
+                    step groups above drop it when their step returns.
 
 Each scalar engine is an `Impl`. micrograd appears twice: "micrograd" with
 Python's cyclic garbage collector as it comes, and "micrograd-nogc" with the
@@ -26,7 +33,9 @@ __all__ = ["Impl", "load_impls", "IMPL_ORDER", "INSTALL", "chain_leaves", "chain
            "chain_expected", "seed", "moons", "demo_model", "demo_loss",
            "accuracy", "demo_step", "checksum", "with_big_stack",
            "SEED_EXPECTED", "DEMO_LOSS", "DEMO_ACCURACY", "DEMO_CHECKSUM",
-           "DEMO_NEXT_LOSS", "DEMO_NEXT_ACCURACY", "DEMO_NEXT_CHECKSUM", "DEMO_EXPECTED"]
+           "DEMO_NEXT_LOSS", "DEMO_NEXT_ACCURACY", "DEMO_NEXT_CHECKSUM", "DEMO_EXPECTED",
+           "LOOP_STEPS", "DEMO_LOOP_LOSS", "DEMO_LOOP_ACCURACY", "DEMO_LOOP_CHECKSUM",
+           "demo_loop"]
 
 IMPL_ORDER = ("rgrad", "micrograd", "micrograd-nogc", "torch")
 INSTALL = {"micrograd": "pip install micrograd==0.1.0",
@@ -44,9 +53,16 @@ DEMO_CHECKSUM = 7.510907886666312      # sum of the 337 parameters after step 0
 DEMO_NEXT_LOSS = 1.6737409104703749
 DEMO_NEXT_ACCURACY = 0.77
 DEMO_NEXT_CHECKSUM = 0.47580153176665335   # after step 1
+# and the last of LOOP_STEPS steps of its notebook's loop (demo_loop), as above
+LOOP_STEPS = 10
+DEMO_LOOP_LOSS = 0.2736597465044655
+DEMO_LOOP_ACCURACY = 0.93
+DEMO_LOOP_CHECKSUM = -3.9854052676039435
 # (loss, accuracy, parameter sum after it) of each eager demo group's step
+# (demo loop: of its last step; micrograd 0.1.0's, as above)
 DEMO_EXPECTED = {"demo step": (DEMO_LOSS, DEMO_ACCURACY, DEMO_CHECKSUM),
-                 "demo second step": (DEMO_NEXT_LOSS, DEMO_NEXT_ACCURACY, DEMO_NEXT_CHECKSUM)}
+                 "demo second step": (DEMO_NEXT_LOSS, DEMO_NEXT_ACCURACY, DEMO_NEXT_CHECKSUM),
+                 "demo loop": (DEMO_LOOP_LOSS, DEMO_LOOP_ACCURACY, DEMO_LOOP_CHECKSUM)}
 
 
 # ---- the scalar engines ---------------------------------------------------------
@@ -247,6 +263,21 @@ def demo_step(impl, model, X, y, lr=1.0):
     impl.zero_grad(model)
     total.backward()
     impl.sgd(model, lr)
+    return impl.data(total), acc
+
+
+def demo_loop(impl, model, X, y, steps=LOOP_STEPS):
+    """micrograd's notebook loop, `steps` steps: each step's loss (and so its
+    graph) is held until the next step's has been made, as the notebook's
+    total_loss is. Returns the last step's (loss, accuracy) before its update."""
+    total = None
+    for k in range(steps):
+        scores, new_total = demo_loss(impl, model, X, y)
+        total = new_total           # the last step's graph goes only now
+        acc = accuracy(impl, y, scores)
+        impl.zero_grad(model)
+        total.backward()
+        impl.sgd(model, 1.0 - 0.9 * k / 100)
     return impl.data(total), acc
 
 

@@ -1,7 +1,7 @@
 """`python -m rgrad bench`: the runner. It times the workloads of
 rgrad/bench_workloads.py (the chain at 3,000, 30,000 and 300,000 steps, build
 and backward; the worked example; micrograd's demo step, eager, its first and
-its second) on rgrad,
+its second, and ten steps of its notebook's loop) on rgrad,
 micrograd (default gc and gc disabled around the timed region), and PyTorch
 scalar tensors, then the replayed demo step of rgrad/bench_peers.py beside
 PyTorch tensors, jax.jit and CasADi, each where installed. The table is
@@ -42,9 +42,9 @@ BASELINE_GROUP = {"demo step replayed": "demo step"}
 ROUNDS = {
     "full": {"chain 3000": (15, 1), "chain 30000": (7, 1), "chain 300000": (3, 1),
              "seed": (15, 100), "demo step": (5, 1), "demo second step": (5, 1),
-             "demo step replayed": (30, 10)},
+             "demo loop": (3, 1), "demo step replayed": (30, 10)},
     "quick": {"chain 3000": (5, 1), "chain 30000": (3, 1), "seed": (5, 20),
-              "demo step": (2, 1), "demo second step": (2, 1),
+              "demo step": (2, 1), "demo second step": (2, 1), "demo loop": (1, 1),
               "demo step replayed": (10, 5)},
 }
 
@@ -159,22 +159,27 @@ def _bench_seed(impl, rounds, number, check):
     return times
 
 
-def _bench_demo_eager(impl, X, y, rounds, number, check, second=False):
-    """Step 0 of a freshly seeded model each round, or with `second`, step 1
-    after an untimed step 0."""
+def _bench_demo_eager(impl, X, y, rounds, number, check, name="demo step"):
+    """An eager demo group from a freshly seeded model each round: "demo
+    step" times step 0, "demo second step" step 1 after an untimed step 0,
+    "demo loop" LOOP_STEPS steps of micrograd's notebook loop (W.demo_loop)."""
     models = []
-    name = "demo second step" if second else "demo step"
     want = W.DEMO_EXPECTED[name]
+    if name == "demo loop":
+        def run(m):
+            return W.demo_loop(impl, m, X, y)
+    else:
+        def run(m):
+            return W.demo_step(impl, m, X, y)
 
     def prepare():
         models.clear()
         models.append(W.demo_model(impl))    # the same seeded model every round
-        if second:
+        if name == "demo second step":
             W.demo_step(impl, models[0], X, y)
         return models[0]
 
-    times, outs = time_rounds(impl, lambda m: W.demo_step(impl, m, X, y), prepare,
-                              rounds=rounds, number=1, keep=True)
+    times, outs = time_rounds(impl, run, prepare, rounds=rounds, number=1, keep=True)
     for k, (loss, acc) in enumerate(outs):
         check(f"{impl.name} {name} loss (round {k})", loss, want[0])
         check(f"{impl.name} {name} accuracy (round {k})", acc, want[1])
@@ -183,7 +188,11 @@ def _bench_demo_eager(impl, X, y, rounds, number, check, second=False):
 
 
 def _bench_demo_second(impl, X, y, rounds, number, check):
-    return _bench_demo_eager(impl, X, y, rounds, number, check, second=True)
+    return _bench_demo_eager(impl, X, y, rounds, number, check, name="demo second step")
+
+
+def _bench_demo_loop(impl, X, y, rounds, number, check):
+    return _bench_demo_eager(impl, X, y, rounds, number, check, name="demo loop")
 
 
 class _Peer:
@@ -256,6 +265,9 @@ def run(quick=False, impls=None, missing=None, peers=None, progress=None):
         for name in names:
             measure("demo second step", "demo second step", name, _bench_demo_second,
                     impls[name], X, y)
+        for name in names:
+            measure("demo loop", "demo loop", name, _bench_demo_loop, impls[name], X, y,
+                    steps=W.LOOP_STEPS)
         for name in [p for p in PEER_ORDER if p in peers]:
             measure("demo step replayed", "demo step replayed", name, _bench_replayed,
                     name, peers[name][1], X, y)

@@ -25,6 +25,7 @@ TIME = r"\d+\.\d{3} (?:s|ms|us|ns)"
 RATIO = r"\d+(?:\.\d+)?x"
 ROW = re.compile(
     rf"^((?:chain build|chain backward) [\d,]+|seed|demo step replayed|demo second step|"
+    rf"demo loop|"
     rf"demo step) +"
     rf"(\S+) +({TIME}) +({TIME}|-) +(\d+(?:x\d+)?) +({RATIO}|-) +({RATIO}|-)$", re.M)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -69,6 +70,7 @@ def _expected_rows(have):
         rows += [(f"chain backward {n}", i) for i in names]
     rows += [("seed", i) for i in names] + [("demo step", i) for i in names]
     rows += [("demo second step", i) for i in names]
+    rows += [("demo loop", i) for i in names]
     rows += [("demo step replayed", i) for i, need in REPLAYED if need is None or have[need]]
     return rows
 
@@ -98,7 +100,7 @@ def test_quick_run_prints_machine_header_and_a_row_per_workload_and_engine(quick
     rows = _rows(out.stdout)
     assert [(r[0], r[1]) for r in rows] == _expected_rows(HAVE), out.stdout
     for group, impl, median, per_step, rounds, vs_micro, vs_nogc in rows:
-        assert (per_step != "-") == group.startswith("chain")
+        assert (per_step != "-") == group.startswith(("chain", "demo loop"))
         # every row, peers included, has both micrograd ratios when micrograd is there
         assert (vs_micro != "-") == (vs_nogc != "-") == HAVE["micrograd"]
     assert "chains of 3,000, 30,000 steps" in out.stdout
