@@ -48,7 +48,7 @@ ffibuilder.set_source(
     # setuptools wants source paths relative to the project root
     sources=[os.path.relpath(CSRC / name, os.getcwd())
              for name in ("rgrad.c", "objects.c", "batch.c", "batch_kernels.c", "higher.c",
-                          "tape.c", "pool.c")],
+                          "tape.c", "pool.c", "collect.c")],
     include_dirs=[str(CSRC)],
     depends=[str(CSRC / name)
              for name in ("rgrad.h", "rgrad.cdef.h", "platform.h", "arena.h", "batch.h", "ops.h",

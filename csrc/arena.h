@@ -1,7 +1,7 @@
 /* arena.h: what the C files of rgrad share (not part of the API): the node,
    the arena, and the functions that make and bind nodes. rgrad.c holds the
-   arena, the ops, backward, replay and collection; objects.c what Python
-   sees of the graph (one handle per node, children, rewiring). */
+   arena, the ops, backward and replay; collect.c collection; objects.c what
+   Python sees of the graph (one handle per node, children, rewiring). */
 #ifndef RGRAD_ARENA_H
 #define RGRAD_ARENA_H
 
@@ -50,6 +50,15 @@ _Static_assert(sizeof(rg_node) == 40, "a node is 40 bytes");
    lie the dead nodes of earlier graphs that no compaction has freed yet,
    and this passes them eight at a time. */
 RG_INTERNAL int32_t skip_unmarked(const uint8_t *mark, int32_t i);
+
+/* Marks node j, counting it among the marked nodes not yet visited. */
+static inline void mark_one(uint8_t *mark, int32_t j, int32_t *pending)
+{
+    if (j >= 0 && !mark[j]) {
+        mark[j] = 1;
+        (*pending)++;
+    }
+}
 
 #define GC_MIN_NODES (1 << 17)   /* never compact an arena smaller than this */
 #define SLOT_FREE (-1)           /* slot_node of a handle not in use */
