@@ -3,6 +3,8 @@
 import os
 import platform
 
+from .bench_workloads import DEMO_EXPECTED, LOOP_STEPS, SEED_EXPECTED
+
 __all__ = ["group_label", "machine_info", "header", "fmt_time", "fmt_ratio",
            "report", "plot", "ENGINES"]
 
@@ -123,12 +125,16 @@ def report(data):
     who = (f"{names[0]} gives" if len(names) == 1 else
            f"{', '.join(names[:-1])} and {names[-1]} all give")
     if data["agree"]:
+        seed = SEED_EXPECTED
+        demo = "; ".join(
+            f"{what} loss {loss!r}, accuracy {acc:.0%}, parameter sum after it {psum!r}"
+            for what, (loss, acc, psum) in zip(
+                ("demo step 0", "step 1", f"the loop's step {LOOP_STEPS - 1}"),
+                (DEMO_EXPECTED[g] for g in ("demo step", "demo second step", "demo loop"))))
         lines.append(
             f"numbers agree: {who} micrograd's values (chain value and grads; "
-            "seed g=24.7041, a.grad=138.8338, b.grad=645.5773; demo step 0 loss "
-            "0.9093643844649194, accuracy 50%, parameter sum after the step "
-            "7.510907886666312; step 1 loss 1.6737409104703749, accuracy 77%, "
-            "parameter sum after it 0.47580153176665335)")
+            f"seed g={seed['g']:.4f}, a.grad={seed['a.grad']:.4f}, "
+            f"b.grad={seed['b.grad']:.4f}; {demo})")
     else:
         lines.append("numbers DISAGREE:")
         lines += [f"  {f}" for f in data["disagreements"]]
