@@ -15,8 +15,8 @@
                    one thread polls while others change it; rg_spin_pause()
                    for each turn of such a polling loop.
    rg_cond         a condition variable, statically initialised with
-                   RG_COND_INIT: rg_cond_wait (with an rg_mutex held),
-                   rg_cond_signal, rg_cond_broadcast.
+                   RG_COND_INIT: rg_cond_wait (with an rg_mutex held) and
+                   rg_cond_signal.
    rg_thread       a thread running job->fn(job->arg): rg_thread_start (0 on
                    success) and rg_thread_join, or rg_thread_detach for one
                    that is never joined.
@@ -62,7 +62,13 @@ static inline uint64_t rg_load_u64(volatile uint64_t *p)
 }
 static inline void rg_store_u64(volatile uint64_t *p, uint64_t v)
 {
+#ifdef _M_IX86      /* (no _InterlockedExchange64 on 32-bit x86) */
+    __int64 old = (__int64)*p, seen;
+    while ((seen = _InterlockedCompareExchange64((volatile __int64 *)p, (__int64)v, old)) != old)
+        old = seen;
+#else
     _InterlockedExchange64((volatile __int64 *)p, (__int64)v);
+#endif
 }
 #if defined(_M_X64) || defined(_M_IX86)
 static inline void rg_spin_pause(void) { _mm_pause(); }
@@ -116,7 +122,6 @@ static inline void rg_cond_wait(rg_cond *c, rg_mutex *m)
     SleepConditionVariableSRW(c, m, INFINITE, 0);
 }
 static inline void rg_cond_signal(rg_cond *c) { WakeConditionVariable(c); }
-static inline void rg_cond_broadcast(rg_cond *c) { WakeAllConditionVariable(c); }
 
 #define RG_HAVE_FORK 0   /* Windows starts processes afresh: nothing to hand over */
 
@@ -163,7 +168,6 @@ typedef pthread_cond_t rg_cond;
    condition, as with any condition variable) */
 static inline void rg_cond_wait(rg_cond *c, rg_mutex *m) { pthread_cond_wait(c, m); }
 static inline void rg_cond_signal(rg_cond *c) { pthread_cond_signal(c); }
-static inline void rg_cond_broadcast(rg_cond *c) { pthread_cond_broadcast(c); }
 
 #define RG_HAVE_FORK 1
 

@@ -39,8 +39,10 @@ def run(model, batch, data):
             [p.grad for p in model.parameters()])
 
 
-def pool_threads():
-    """{thread id: its blocked-signal mask} of this process's pool workers."""
+def pool_threads(field="SigBlk"):
+    """{thread id: a field of its /proc status} of this process's pool
+    workers: SigBlk, its blocked-signal mask, or voluntary_ctxt_switches,
+    how many times it has gone to sleep."""
     import os
     found = {}
     for tid in os.listdir("/proc/self/task"):
@@ -50,8 +52,8 @@ def pool_threads():
                     continue
             with open(f"/proc/self/task/{tid}/status") as f:
                 for line in f:
-                    if line.startswith("SigBlk:"):
-                        found[int(tid)] = int(line.split()[1], 16)
+                    if line.startswith(field + ":"):
+                        found[int(tid)] = int(line.split()[1], 16 if field == "SigBlk" else 10)
         except FileNotFoundError:
             pass
     return found
@@ -78,6 +80,28 @@ def test_workers_are_kept_between_calls_and_block_signals():
     for mask in workers.values():
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGCHLD):
             assert mask & (1 << (sig - 1)), f"a worker takes signal {sig}"
+        # a fault in a worker still reaches the process's handlers
+        # (faulthandler, a sanitizer's report): a blocked one would not
+        for sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL):
+            assert not mask & (1 << (sig - 1)), f"a worker blocks signal {sig}"
+
+
+@linux_only
+def test_a_call_wakes_only_the_workers_it_gives_a_job():
+    import time
+    model, b2 = demo_batch(2)
+    _, b3 = demo_batch(3)
+    data = rows()
+    b3.forward(data)                # two workers at least
+    time.sleep(0.05)                # past their polling: asleep
+    before = pool_threads("voluntary_ctxt_switches")
+    assert len(before) >= 2
+    for _ in range(10):
+        b2.forward(data)            # one worker's job each time
+        time.sleep(0.002)
+    after = pool_threads("voluntary_ctxt_switches")
+    woken = [tid for tid in before if after.get(tid) != before[tid]]
+    assert len(woken) <= 1, "calls woke workers they gave no job"
 
 
 def test_callers_on_several_threads_get_their_own_bits():
