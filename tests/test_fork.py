@@ -94,6 +94,25 @@ def fork_and_check(check):
     return pid
 
 
+def fork_while_busy(threads, stop, check, pause):
+    """Forks FORKS children, each running check(), while `threads` run (a
+    pause before each fork lets them get back into C); then sets stop, joins
+    the threads and waits for the children. Prints how many were ok; 0 if
+    all were."""
+    pids = []
+    for _ in range(FORKS):
+        time.sleep(pause)
+        pids.append(fork_and_check(check))
+    stop.set()
+    for t in threads:
+        t.join()
+    codes = wait_children(pids)
+    bad = [c for c in codes if c != 0]
+    print(f"{FORKS - len(bad)} children ok; exit codes of the others "
+          f"(None: hung): {bad}")
+    return 0 if not bad else 1
+
+
 def busy_threads():
     """Threads inside C calls as the main thread forks: one backpropagating a
     long chain over and over (the mutex is held for the whole walk), one
@@ -126,18 +145,7 @@ def busy_threads():
     for t in threads:
         t.start()
     started.wait()
-    pids = []
-    for _ in range(FORKS):
-        time.sleep(0.005)         # let the threads get back into C
-        pids.append(fork_and_check(child_checks_an_op))
-    stop.set()
-    for t in threads:
-        t.join()
-    codes = wait_children(pids)
-    bad = [c for c in codes if c != 0]
-    print(f"{FORKS - len(bad)} children ok; exit codes of the others "
-          f"(None: hung): {bad}")
-    return 0 if not bad else 1
+    return fork_while_busy(threads, stop, child_checks_an_op, pause=0.005)
 
 
 def batch_pool():
@@ -185,17 +193,7 @@ def batch_pool():
     thread = threading.Thread(target=batches, daemon=True)
     thread.start()
     started.wait()
-    pids = []
-    for _ in range(FORKS):
-        time.sleep(0.003)
-        pids.append(fork_and_check(child_runs_a_batch))
-    stop.set()
-    thread.join()
-    codes = wait_children(pids)
-    bad = [c for c in codes if c != 0]
-    print(f"{FORKS - len(bad)} children ok; exit codes of the others "
-          f"(None: hung): {bad}")
-    return 0 if not bad else 1
+    return fork_while_busy([thread], stop, child_runs_a_batch, pause=0.003)
 
 
 def child_compacts():
