@@ -138,6 +138,15 @@ typedef struct {
 
 extern RG_INTERNAL rg_arena A;
 
+/* Gives node z the F_PY bit (Python keeps something under its id), counted
+   in A.n_flagged the first time: compaction reads dead nodes only when it
+   keeps fewer such nodes than are counted (collect.c). */
+static inline void flag_py(rg_node *z)
+{
+    A.n_flagged += !(z->flags & F_PY);
+    z->flags |= F_PY;
+}
+
 /* The node handle h names, or a negative SLOT_ value (or -1 out of range). */
 static inline int32_t node_of(int32_t h)
 {

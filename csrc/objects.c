@@ -404,8 +404,8 @@ int rg_set_children(int32_t h, const int32_t *children, int32_t n)
     if (z->op != RG_PY) A.n_py++;
     A.edits++;
     z->op = RG_PY;
-    A.n_flagged += !(z->flags & F_PY);      /* (a node moved keeps its flags) */
-    z->flags |= F_PY | F_HASPY;
+    flag_py(z);                         /* (a node moved keeps its flags) */
+    z->flags |= F_HASPY;
     A.tape_root = -1;                                   /* a cached tape may hold it */
 out:
     rg_mutex_unlock(&A.lock);

@@ -969,9 +969,7 @@ int rg_custom(int32_t h, double data, int isint, const int32_t *children, int32_
         rest = A.n - 1;
     }
     push_node_k(RG_PY, n >= 1 ? idx[0] : -1, rest, data, isint ? F_IDATA : 0);
-    rg_node *z = &A.nodes[A.n - 1];
-    z->flags |= F_PY;
-    A.n_flagged++;
+    flag_py(&A.nodes[A.n - 1]);
     A.n_py++;
     bind_slot(h, A.n - 1);
 out:
@@ -987,8 +985,8 @@ int rg_make_custom(int32_t h)
     if (i >= 0 && A.nodes[i].op != RG_PY) {
         A.nodes[i].op = RG_PY;      /* its children stay; Python now runs it */
         A.edits++;
-        A.n_flagged += !(A.nodes[i].flags & F_PY);
-        A.nodes[i].flags |= F_PY | F_HASPY;
+        flag_py(&A.nodes[i]);
+        A.nodes[i].flags |= F_HASPY;
         A.n_py++;
         if (i != A.n - 1) A.haspy_stale = 1;   /* nodes made since may be parents */
         A.tape_root = -1;           /* a cached tape may hold this node */
@@ -1001,10 +999,7 @@ int rg_flag(int32_t h)
 {
     arena_lock(&A.lock);
     int32_t i = node_of(h);
-    if (i >= 0) {
-        A.n_flagged += !(A.nodes[i].flags & F_PY);
-        A.nodes[i].flags |= F_PY;
-    }
+    if (i >= 0) flag_py(&A.nodes[i]);
     rg_mutex_unlock(&A.lock);
     return i >= 0 ? RG_OK : RG_EHANDLE;
 }
