@@ -26,7 +26,7 @@ typedef struct {
    its grad and its constant would be an int there (Value(2) is Value(data=2,
    grad=0); a grad that received only int contributions stays an int). Python
    reads a value back as an int where its bit is set and it is a whole number
-   below 2**53. The ops keep the bits in step() (rgrad.c); F_IGRAD is
+   below 2**53. The ops keep the bits in step() (ops.h); F_IGRAD is
    F_IDATA << 1 and F_IARG is F_IDATA << 2, so that a bit of one selects
    the other with a shift. */
 enum {

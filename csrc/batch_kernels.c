@@ -358,7 +358,7 @@ int batch_fwd_block(const rg_batch *b, double *restrict D, int32_t stride, int32
 /* Backward of the vector program over one block: D the block's data, G its
    grads (zeroed here), P the block's partial sums for the uniform registers
    (zeroed here), each added up in row order. The local derivatives are
-   step()'s (rgrad.c). A unary op's operand is a vector: were it uniform,
+   step()'s (ops.h). A unary op's operand is a vector: were it uniform,
    the op's node would be too. */
 BLOCK_KERNEL
 void batch_bwd_block(const rg_batch *b, const double *restrict D, double *restrict G,

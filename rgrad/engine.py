@@ -6,7 +6,7 @@ node to the arena and binds the slot that Python chose for the result
 (rgrad/collection.py keeps the free slots, the registry of which object holds
 each slot, and collection). A node has one Value object while it lives:
 `_prev` gives the object that holds the child's handle. The C side holds the
-formulas (csrc/rgrad.c) and the graph as Python sees it (csrc/objects.c);
+formulas (csrc/ops.h) and the graph as Python sees it (csrc/objects.c);
 this file only dispatches and turns result codes into exceptions.
 
 Ops defined in Python (micrograd's extension pattern: `Value(data, (self,),

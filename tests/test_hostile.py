@@ -220,7 +220,7 @@ def test_a_deep_chain_of_python_ops_is_freed_by_a_bounded_number_of_passes(op):
                                  "_prev, then _backward", "_backward", "label"])
 def test_what_python_keeps_for_a_node_goes_with_it_in_every_compaction(how, anchor):
     """Compaction reads dead nodes only where one may carry something Python
-    keeps (csrc/rgrad.c, compact: C counts the nodes given such a thing, and
+    keeps (csrc/collect.c, compact: C counts the nodes given such a thing, and
     the nodes it keeps that have one): each way of giving a node such a
     thing counts, whether the node is the only one (the arena compacted
     first) or another, which lives on, has one too; the next compaction
