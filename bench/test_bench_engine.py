@@ -121,8 +121,9 @@ def test_demo_step(benchmark, impl, group):
         if group == "demo second step":
             demo_step(impl, model[0], X, y)
 
+    run = demo_loop if loop else demo_step
+
     def step():
-        run = demo_loop if loop else demo_step
         results.append(run(impl, model[0], X, y))
 
     benchmark.pedantic(timed(impl, step), setup=untimed(prepare), rounds=n,
