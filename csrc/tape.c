@@ -235,12 +235,15 @@ static inline double dot_forward(rg_node *nodes, const rg_instr *in, unsigned *f
 /* One term of a dot backward: its sum, whose grad ga and flags *fa are
    given, passes them to the node before it (the sum before, or the start)
    and to its product, the product to its two factors. Returns the grad of
-   the node before, its flags in *fa. */
+   the node before, its flags in *fa. With float_grad (*fa has no F_IGRAD:
+   the grad passed down is a float in micrograd) every node it adds into
+   gets a float grad, whatever it had (share() is then ~F_IGRAD), and the
+   flags need no reads to compute. */
 static inline double term_backward(rg_node *nodes, rg_term t, rg_node *before,
-                                   double ga, unsigned *fa)
+                                   double ga, unsigned *fa, int float_grad)
 {
     rg_node *m = NODE(nodes, t.product);
-    unsigned mask = *fa | ~(unsigned)F_IGRAD;       /* share(a, ALL) */
+    unsigned mask = float_grad ? ~(unsigned)F_IGRAD : *fa | ~(unsigned)F_IGRAD;  /* share(a, ALL) */
     double gb = before->grad + ga;
     unsigned fb = before->flags & mask;
     before->grad = gb;
@@ -250,30 +253,50 @@ static inline double term_backward(rg_node *nodes, rg_term t, rg_node *before,
     m->grad = gm;
     m->flags = (uint8_t)fm;
     rg_node *x = NODE(nodes, t.x), *y = NODE(nodes, t.y);
-    unsigned mx = (fm & ((unsigned)y->flags << 1)) | ~(unsigned)F_IGRAD;
-    unsigned my = (fm & ((unsigned)x->flags << 1)) | ~(unsigned)F_IGRAD;
+    unsigned mx = ~(unsigned)F_IGRAD, my = ~(unsigned)F_IGRAD;
+    if (!float_grad) {      /* share(m, DATA_AS_GRAD(the other factor)), for each */
+        mx |= fm & ((unsigned)y->flags << 1);
+        my |= fm & ((unsigned)x->flags << 1);
+    }
     x->grad += y->data * gm; x->flags &= (uint8_t)mx;
     y->grad += x->data * gm; y->flags &= (uint8_t)my;
-    *fa = fb;
+    if (!float_grad) *fa = fb;
     return gb;
 }
 
 /* A dot backward, from its last sum down, whose grad ga and flags fa are
    given, as step() does node by node. The grad and flags of the sum being
-   passed down stay in registers. */
+   passed down stay in registers. Once that grad is a float it stays one
+   (a float plus anything is a float), and the rest of the terms take
+   term_backward's float_grad path. */
 static inline void dot_backward(rg_node *nodes, const rg_instr *in, double ga, unsigned fa)
 {
     const rg_term *t = A.terms + in->t0;
-    for (int32_t i = in->n - 1; i > 0; i--)
-        ga = term_backward(nodes, t[i], NODE(nodes, t[i - 1].sum), ga, &fa);
-    term_backward(nodes, t[0], &nodes[in->start], ga, &fa);
+    rg_node *start = &nodes[in->start];
+    int32_t i = in->n - 1;
+    for (; i >= 0 && (fa & F_IGRAD); i--)
+        ga = term_backward(nodes, t[i], i ? NODE(nodes, t[i - 1].sum) : start, ga, &fa, 0);
+    for (; i > 0; i--)
+        ga = term_backward(nodes, t[i], NODE(nodes, t[i - 1].sum), ga, &fa, 1);
+    if (i == 0) term_backward(nodes, t[0], start, ga, &fa, 1);
 }
+
+/* The tail's ops by number, as tail_forward and link_backward test them. */
+_Static_assert(RG_ADD == 1 && RG_MUL == 2 && RG_ADDC == 3 && RG_MULC == 4 &&
+               RG_NEG == 5 && RG_RELU == 7, "the tail's ops are numbered as tested");
 
 /* A tail forward: the len nodes of links l, each computed from the value v
    and flags vf of the node before it, as step() computes them. Each link
    is read whole at the top of its step: read in two parts, its other child
-   inside the switch, the chain's forward took five times as long (13.5
-   against 2.6 ns a node) with fewer instructions. */
+   inside the switch, the chain's forward once took five times as long
+   (measured before the jump table below was found: it may have been that).
+   The op is tested bit by bit and by range, not by a switch or a chain of
+   ==, which GCC and Clang compile to a jump table: one indirect jump a
+   node, whose targets alternate along the chain (MULC, ADD), ran some
+   builds' chain at 6 to 11 ns a node, against 1.3 to 2.1 with these
+   conditional branches (depending on where the code lands: GCC's forward
+   11.3 ns, Clang's backward 6.0-6.9 ns, where the tests in this order gave
+   1.4 and 1.5). */
 static inline void tail_forward(rg_node *nodes, const rg_link *l, int32_t len,
                                 double v, unsigned vf)
 {
@@ -281,39 +304,34 @@ static inline void tail_forward(rg_node *nodes, const rg_link *l, int32_t len,
         rg_link lj = l[j];
         rg_node *z = NODE(nodes, lj.z);
         unsigned f;
-        switch (z->op) {
-        case RG_ADD: {
-            const rg_node *o = NODE(nodes, lj.other);
-            v = v + o->data;
-            f = data_bits(z->flags, v, vf & o->flags);
-            break;
-        }
-        case RG_MUL: {
-            const rg_node *o = NODE(nodes, lj.other);
-            v = v * o->data;
-            f = data_bits(z->flags, v, vf & o->flags);
-            if (f & F_IDATA) v += 0.0;      /* unsign(): x + -0.0 is x */
-            break;
-        }
-        case RG_ADDC:
-            v = v + z->arg;
-            f = data_bits(z->flags, v, vf & ((unsigned)z->flags >> 2));
-            break;
-        case RG_MULC:
-            v = v * z->arg;
-            f = data_bits(z->flags, v, vf & ((unsigned)z->flags >> 2));
-            if (f & F_IDATA) v += 0.0;      /* unsign(): x + -0.0 is x */
-            break;
-        case RG_NEG:
-            v = -v;
-            f = data_bits(z->flags, v, vf);
-            if (f & F_IDATA) v += 0.0;      /* unsign(): x + -0.0 is x */
-            break;
-        default: {      /* RG_RELU (follows() lets no other op in) */
+        unsigned op = z->op;
+        if (op <= RG_MULC) {                /* ADD MUL ADDC MULC: v + or * x */
+            double x;
+            unsigned k;                     /* x's F_IDATA */
+            if (op <= RG_MUL) {
+                const rg_node *o = NODE(nodes, lj.other);
+                x = o->data;
+                k = o->flags;
+            } else {
+                x = z->arg;
+                k = (unsigned)z->flags >> 2;
+            }
+            if (op & 1) {                   /* ADD, ADDC */
+                v = v + x;
+                f = data_bits(z->flags, v, vf & k);
+            } else {                        /* MUL, MULC */
+                v = v * x;
+                f = data_bits(z->flags, v, vf & k);
+                if (f & F_IDATA) v += 0.0;  /* unsign(): x + -0.0 is x */
+            }
+        } else if (op == RG_RELU) {
             int below = v < 0.0;
             v = below ? 0.0 : v;
             f = data_bits(z->flags, v, below ? F_IDATA : vf);
-        }
+        } else {                            /* RG_NEG (follows() lets no other op in) */
+            v = -v;
+            f = data_bits(z->flags, v, vf);
+            if (f & F_IDATA) v += 0.0;      /* unsign(): x + -0.0 is x */
         }
         z->data = v;
         z->grad = 0.0;
@@ -322,8 +340,8 @@ static inline void tail_forward(rg_node *nodes, const rg_link *l, int32_t len,
     }
 }
 
-/* One node of a tail backward: node z of link l (read whole: see
-   tail_forward), whose grad g and flags *fz
+/* One node of a tail backward: node z of link l (read whole, and its op
+   tested without a jump table: see tail_forward), whose grad g and flags *fz
    are given, adds its part into the grad of the node before it, pv, and,
    for ADD and MUL, into its other child, as step() does. Returns pv's grad,
    its flags in *fz. */
@@ -333,33 +351,28 @@ static inline double link_backward(rg_node *nodes, rg_link l, rg_node *pv,
     const rg_node *z = NODE(nodes, l.z);
     unsigned f = *fz, mask = f | ~(unsigned)F_IGRAD;    /* share(z, ALL) */
     double c;
-    switch (z->op) {
-    case RG_ADD: {
-        rg_node *o = NODE(nodes, l.other);
-        o->grad += g; o->flags &= (uint8_t)mask;
-        c = g;
-        break;
-    }
-    case RG_MUL: {      /* share(z, DATA_AS_GRAD(the other child)), for each */
-        rg_node *o = NODE(nodes, l.other);
-        unsigned mo = (f & ((unsigned)pv->flags << 1)) | ~(unsigned)F_IGRAD;
-        mask = (f & ((unsigned)o->flags << 1)) | ~(unsigned)F_IGRAD;
-        c = o->data * g;
-        o->grad += pv->data * g; o->flags &= (uint8_t)mo;
-        break;
-    }
-    case RG_ADDC:
-        c = g;
-        break;
-    case RG_MULC:       /* share(z, ARG_AS_GRAD(z)) */
-        mask = (f & (f >> 1)) | ~(unsigned)F_IGRAD;
-        c = z->arg * g;
-        break;
-    case RG_NEG:
-        c = -g;
-        break;
-    default:            /* RG_RELU */
+    unsigned op = z->op;
+    if (op <= RG_MULC) {                /* ADD MUL ADDC MULC */
+        if (op & 1) {                   /* ADD, ADDC */
+            if (op == RG_ADD) {
+                rg_node *o = NODE(nodes, l.other);
+                o->grad += g; o->flags &= (uint8_t)mask;
+            }
+            c = g;
+        } else if (op == RG_MUL) {      /* share(z, DATA_AS_GRAD(the other child)), for each */
+            rg_node *o = NODE(nodes, l.other);
+            unsigned mo = (f & ((unsigned)pv->flags << 1)) | ~(unsigned)F_IGRAD;
+            mask = (f & ((unsigned)o->flags << 1)) | ~(unsigned)F_IGRAD;
+            c = o->data * g;
+            o->grad += pv->data * g; o->flags &= (uint8_t)mo;
+        } else {                        /* MULC: share(z, ARG_AS_GRAD(z)) */
+            mask = (f & (f >> 1)) | ~(unsigned)F_IGRAD;
+            c = z->arg * g;
+        }
+    } else if (op == RG_RELU) {
         c = (z->data > 0.0 ? 1.0 : 0.0) * g;
+    } else {                            /* RG_NEG */
+        c = -g;
     }
     g = pv->grad + c;
     f = pv->flags & mask;
