@@ -84,7 +84,8 @@ def report(data):
     sizes = ", ".join(f"{n:,}" for n in data["chain_sizes"])
     lines.append(f"{mode} run: chains of {sizes} steps; every implementation of "
                  f"a workload gets {data['warmup_rounds']} warm-up round and the "
-                 f"same timed rounds; median of the timed rounds")
+                 f"same timed rounds, the implementations taking turns round by "
+                 f"round; median of the timed rounds")
     head = (f"{'workload':<25} {'implementation':<15} {'median':>11} "
             f"{'per step':>11} {'rounds':>7} {RATIO_HEADS['micrograd']:>13} "
             f"{RATIO_HEADS['micrograd-nogc']:>20}")

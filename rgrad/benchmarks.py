@@ -9,15 +9,20 @@ drawn by rgrad/bench_report.py.
 
 The same rule for every implementation: in a workload, each gets one
 untimed warm-up round and the same number of timed rounds of the same number
-of calls (ROUNDS). Before each round, untimed: the last round's result is
-dropped, the round's input is prepared with the collector off, then
-gc.collect(). The objects alive when the run starts (torch, jax, ...) are
+of calls (ROUNDS), and they take turns, round by round (take_turns): this
+machine's speed drifts from minute to minute, and a workload whose
+implementations ran one after another would set a fast minute against a
+slow one. Before each round, untimed: the round's input is prepared with the
+collector off, then gc.collect(); after it, its result is checked and
+dropped, so nothing of one implementation's round is alive while another's
+is timed. The objects alive when the run starts (torch, jax, ...) are
 frozen out of the collector (gc.freeze), so that what a collection costs does
 not depend on which peers are imported. Every implementation's numbers are
-checked against micrograd's known values, so that no row times a wrong
-computation.
+checked against micrograd's known values, in every round, so that no row
+times a wrong computation.
 """
 import gc
+import itertools
 import json
 import math
 import sys
@@ -27,7 +32,7 @@ from . import bench_workloads as W
 from .bench_peers import PEER_ORDER, load_peers
 from .bench_report import group_label, machine_info, plot, report
 
-__all__ = ["run", "report", "plot", "main", "time_rounds", "speedups",
+__all__ = ["run", "report", "plot", "main", "Rounds", "take_turns", "speedups",
            "CHAIN_SIZES", "QUICK_CHAIN_SIZES", "ROUNDS", "WARMUP"]
 
 CHAIN_SIZES = (3_000, 30_000, 300_000)
@@ -51,40 +56,63 @@ ROUNDS = {
 
 # ---- timing ---------------------------------------------------------------------
 
-def time_rounds(impl, run, prepare=None, rounds=5, number=1, warmup=WARMUP,
-                keep=False):
-    """Run `warmup` untimed rounds then `rounds` timed ones. Before each round,
-    untimed: the last round's result is dropped, state = prepare() (if given,
-    with the collector off), gc.collect(), impl.tidy(). A round times `number`
-    calls of run(state) and counts their mean; with impl.gc_off the collector
-    is disabled for the timed calls only. Returns (times in seconds, results):
-    results holds the last call's result of every round (warm-up included)
-    with keep, else of the last round only."""
-    gc_off = getattr(impl, "gc_off", False)
-    times, outs = [], []
-    out = None
-    for r in range(warmup + rounds):
-        out = state = None
-        if prepare is not None:
-            state = _without_gc(prepare)
+class Rounds:
+    """One implementation's rounds of one workload, run one at a time by
+    next_round(), so that a workload's implementations take turns round by
+    round (take_turns). Before each round, untimed: state = prepare() (if
+    given, with the collector off; else None), gc.collect(), impl.tidy(). A
+    round times `number` calls of run(state) and returns their mean, in
+    seconds; with impl.gc_off the collector is disabled for the timed calls
+    only. The last call's result goes to seen(result), untimed (the checks),
+    and is then dropped with the state, so that nothing one round made is
+    alive while another implementation's round is timed. `wrap`, if given,
+    runs each round: wrap(round) (micrograd's recursive backward runs in a
+    thread with a big stack)."""
+
+    def __init__(self, impl, run, prepare=None, number=1, seen=None, wrap=None):
+        self.impl, self.run, self.prepare, self.number = impl, run, prepare, number
+        self.seen, self.wrap = seen, wrap
+
+    def next_round(self):
+        return self.wrap(self._round) if self.wrap else self._round()
+
+    def _round(self):
+        state = _without_gc(self.prepare) if self.prepare is not None else None
         gc.collect()
-        impl.tidy()
+        self.impl.tidy()
         was_on = gc.isenabled()
-        if gc_off:
+        if getattr(self.impl, "gc_off", False):
             gc.disable()
         try:
             start = time.perf_counter()
-            for _ in range(number):
-                out = run(state)
+            for _ in range(self.number):
+                out = self.run(state)
             elapsed = time.perf_counter() - start
         finally:
             if was_on:
                 gc.enable()
-        if r >= warmup:
-            times.append(elapsed / number)
-        if keep:
-            outs.append(out)
-    return times, (outs if keep else [out])
+        del state
+        if self.seen is not None:
+            self.seen(out)
+        return elapsed / self.number
+
+
+def take_turns(rounds_by_label, rounds, warmup=WARMUP):
+    """Runs `warmup` untimed rounds, then `rounds` timed ones, of each
+    Rounds in rounds_by_label ({label: Rounds}), taking turns: round r of
+    every implementation before round r + 1 of any, starting each round one
+    implementation further along, so that a machine whose speed drifts
+    during a workload slows all of its implementations alike. Returns
+    {label: [timed round's seconds, ...]}."""
+    labels = list(rounds_by_label)
+    times = {label: [] for label in labels}
+    for r in range(warmup + rounds):
+        k = r % len(labels) if labels else 0
+        for label in labels[k:] + labels[:k]:
+            t = rounds_by_label[label].next_round()
+            if r >= warmup:
+                times[label].append(t)
+    return times
 
 
 def _without_gc(fn):
@@ -116,87 +144,77 @@ class _Checks:
             self.failures.append(f"{label}: got {got!r}, expected a finite number")
 
 
-# ---- one measurement per workload -------------------------------------------------
+# ---- one implementation's rounds of each workload -----------------------------------
 
-def _bench_chain_build(impl, n, rounds, number, check):
-    x = W.chain_leaves(impl, n)
-    times, outs = time_rounds(impl, lambda _: W.chain(impl, x), rounds=rounds,
-                              number=number)
-    check(f"{impl.name} chain {n} value", impl.data(outs[-1]), W.chain_expected(n)[0])
-    return times
+def _chain_build(impl, n, number, check):
+    want = W.chain_expected(n)[0]
+
+    def seen(acc):
+        check(f"{impl.name} chain {n} value", impl.data(acc), want)
+    return Rounds(impl, lambda x: W.chain(impl, x), lambda: W.chain_leaves(impl, n),
+                  number, seen)
 
 
-def _bench_chain_backward(impl, n, rounds, number, check):
-    held = {}
-
-    def prepare():
-        held.clear()                    # drop the last graph before building
-        x = W.chain_leaves(impl, n)
-        held["x"], held["acc"] = x, W.chain(impl, x)
-
-    def go():
-        return time_rounds(impl, lambda _: held["acc"].backward(), prepare,
-                           rounds=rounds, number=number)
-
-    times, _ = (W.with_big_stack(go, W.chain_depth(n))
-                if impl.name.startswith("micrograd") else go())
+def _chain_backward(impl, n, number, check):
     _, want_g0, want_glast = W.chain_expected(n)
-    check(f"{impl.name} chain {n} grad of x[0]", impl.grad(held["x"][0]), want_g0, 1e-9)
-    check(f"{impl.name} chain {n} grad of x[-1]", impl.grad(held["x"][-1]), want_glast)
-    held.clear()
-    return times
-
-
-def _bench_seed(impl, rounds, number, check):
-    times, outs = time_rounds(impl, lambda _: W.seed(impl), rounds=rounds,
-                              number=number)
-    a, b, g = outs[-1]
-    want = W.SEED_EXPECTED
-    check(f"{impl.name} seed g", impl.data(g), want["g"])
-    # each call makes fresh leaves, so the grads are those of one backward
-    check(f"{impl.name} seed a.grad", impl.grad(a), want["a.grad"], 1e-9)
-    check(f"{impl.name} seed b.grad", impl.grad(b), want["b.grad"], 1e-9)
-    return times
-
-
-def _bench_demo_eager(impl, X, y, rounds, number, check, name="demo step"):
-    """An eager demo group from a freshly seeded model each round: "demo
-    step" times step 0, "demo second step" step 1 after an untimed step 0,
-    "demo loop" LOOP_STEPS steps of micrograd's notebook loop (W.demo_loop)."""
-    models = []
-    want = W.DEMO_EXPECTED[name]
-    if name == "demo loop":
-        def run(m):
-            return W.demo_loop(impl, m, X, y)
-    else:
-        def run(m):
-            return W.demo_step(impl, m, X, y)
 
     def prepare():
-        models.clear()
-        models.append(W.demo_model(impl))    # the same seeded model every round
-        if name == "demo second step":
-            W.demo_step(impl, models[0], X, y)
-        return models[0]
+        x = W.chain_leaves(impl, n)
+        return x, W.chain(impl, x)
 
-    times, outs = time_rounds(impl, run, prepare, rounds=rounds, number=1, keep=True)
-    for k, (loss, acc) in enumerate(outs):
+    def backward(state):
+        state[1].backward()
+        return state[0]
+
+    def seen(x):
+        check(f"{impl.name} chain {n} grad of x[0]", impl.grad(x[0]), want_g0, 1e-9)
+        check(f"{impl.name} chain {n} grad of x[-1]", impl.grad(x[-1]), want_glast)
+
+    def big_stack(round_):
+        return W.with_big_stack(round_, W.chain_depth(n))
+    return Rounds(impl, backward, prepare, number, seen,
+                  big_stack if impl.name.startswith("micrograd") else None)
+
+
+def _seed(impl, number, check):
+    want = W.SEED_EXPECTED
+
+    def seen(out):
+        a, b, g = out
+        check(f"{impl.name} seed g", impl.data(g), want["g"])
+        # each call makes fresh leaves, so the grads are those of one backward
+        check(f"{impl.name} seed a.grad", impl.grad(a), want["a.grad"], 1e-9)
+        check(f"{impl.name} seed b.grad", impl.grad(b), want["b.grad"], 1e-9)
+    return Rounds(impl, lambda _: W.seed(impl), number=number, seen=seen)
+
+
+def _demo_eager(impl, X, y, check, name):
+    """An eager demo group from a freshly seeded model each round, one call
+    a round (as ROUNDS says): "demo step" times step 0, "demo second step"
+    step 1 after an untimed step 0, "demo loop" LOOP_STEPS steps of
+    micrograd's notebook loop (W.demo_loop).
+    Every round's loss, accuracy and parameter sum after it are checked."""
+    want = W.DEMO_EXPECTED[name]
+    steps = W.demo_loop if name == "demo loop" else W.demo_step
+    counter = itertools.count()
+
+    def prepare():
+        model = W.demo_model(impl)            # the same seeded model every round
+        if name == "demo second step":
+            W.demo_step(impl, model, X, y)
+        return model
+
+    def seen(out):
+        (loss, acc), model = out
+        k = next(counter)
         check(f"{impl.name} {name} loss (round {k})", loss, want[0])
         check(f"{impl.name} {name} accuracy (round {k})", acc, want[1])
-    check(f"{impl.name} {name} parameter sum", W.checksum(impl, models[0]), want[2])
-    return times
-
-
-def _bench_demo_second(impl, X, y, rounds, number, check):
-    return _bench_demo_eager(impl, X, y, rounds, number, check, name="demo second step")
-
-
-def _bench_demo_loop(impl, X, y, rounds, number, check):
-    return _bench_demo_eager(impl, X, y, rounds, number, check, name="demo loop")
+        check(f"{impl.name} {name} parameter sum (round {k})", W.checksum(impl, model), want[2])
+    return Rounds(impl, lambda m: (steps(impl, m, X, y), m), prepare, 1, seen)
 
 
 class _Peer:
-    """A replayed-step peer in the shape time_rounds wants."""
+    """A replayed-step peer in the shape Rounds wants."""
 
     def __init__(self, name):
         self.name = name
@@ -206,15 +224,15 @@ class _Peer:
         pass
 
 
-def _bench_replayed(name, factory, X, y, rounds, number, check):
+def _replayed(name, factory, X, y, number, check):
     peer = factory(X, y)            # untimed: build the graph, compile, ...
     peer.step()                     # step 0, from micrograd's seeded weights
     check(f"{name} demo step loss", peer.loss(), W.DEMO_LOSS, 1e-9)
     check(f"{name} demo step parameter sum", peer.param_sum(), W.DEMO_CHECKSUM, 1e-9)
-    times, _ = time_rounds(_Peer(name), lambda _: peer.step(), rounds=rounds,
-                           number=number)
-    check.finite(f"{name} loss after the timed steps", peer.loss())
-    return times
+
+    def seen(_):
+        check.finite(f"{name} loss after the timed steps", peer.loss())
+    return Rounds(_Peer(name), lambda _: peer.step(), number=number, seen=seen)
 
 
 # ---- the run ----------------------------------------------------------------------
@@ -236,41 +254,39 @@ def run(quick=False, impls=None, missing=None, peers=None, progress=None):
     names = [n for n in W.IMPL_ORDER if n in impls]
     results = []
 
-    def measure(workload, key, label, fn, *args, steps=None):
+    def measure(workload, key, make, labels, steps=None):
+        """One workload: make(label, number) gives each label's Rounds
+        (untimed: a replayed peer builds its graph there); they take turns."""
+        if not labels:
+            return
         rounds, number = table[key]
         if progress:
-            progress(f"{workload} {steps or ''}: {label}")
-        times = fn(*args, rounds, number, check)
-        median = _median(times)
-        results.append({
-            "workload": workload, "impl": label, "median_s": median,
-            "per_step_s": median / steps if steps else None, "steps": steps,
-            "warmup": WARMUP, "rounds": rounds, "calls_per_round": number,
-            "times_s": times})
+            progress(f"{workload} {steps or ''}")
+        times = take_turns({label: make(label, number) for label in labels}, rounds)
+        for label in labels:
+            median = _median(times[label])
+            results.append({
+                "workload": workload, "impl": label, "median_s": median,
+                "per_step_s": median / steps if steps else None, "steps": steps,
+                "warmup": WARMUP, "rounds": rounds, "calls_per_round": number,
+                "times_s": times[label]})
 
     gc.collect()
     gc.freeze()       # what is alive now (torch, ...) stays out of every collection
     try:
         for n in sizes:
-            for name in names:
-                measure("chain build", f"chain {n}", name, _bench_chain_build,
-                        impls[name], n, steps=n)
-            for name in names:
-                measure("chain backward", f"chain {n}", name, _bench_chain_backward,
-                        impls[name], n, steps=n)
-        for name in names:
-            measure("seed", "seed", name, _bench_seed, impls[name])
-        for name in names:
-            measure("demo step", "demo step", name, _bench_demo_eager, impls[name], X, y)
-        for name in names:
-            measure("demo second step", "demo second step", name, _bench_demo_second,
-                    impls[name], X, y)
-        for name in names:
-            measure("demo loop", "demo loop", name, _bench_demo_loop, impls[name], X, y,
-                    steps=W.LOOP_STEPS)
-        for name in [p for p in PEER_ORDER if p in peers]:
-            measure("demo step replayed", "demo step replayed", name, _bench_replayed,
-                    name, peers[name][1], X, y)
+            measure("chain build", f"chain {n}",
+                    lambda name, k: _chain_build(impls[name], n, k, check), names, steps=n)
+            measure("chain backward", f"chain {n}",
+                    lambda name, k: _chain_backward(impls[name], n, k, check), names, steps=n)
+        measure("seed", "seed", lambda name, k: _seed(impls[name], k, check), names)
+        for workload in ("demo step", "demo second step", "demo loop"):
+            measure(workload, workload,
+                    lambda name, k: _demo_eager(impls[name], X, y, check, workload), names,
+                    steps=W.LOOP_STEPS if workload == "demo loop" else None)
+        measure("demo step replayed", "demo step replayed",
+                lambda name, k: _replayed(name, peers[name][1], X, y, k, check),
+                [p for p in PEER_ORDER if p in peers])
     finally:
         gc.unfreeze()
         gc.collect()

@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import weakref
 
 import pytest
 
@@ -282,7 +283,8 @@ def test_speedups_set_every_row_against_both_micrograds_replayed_against_eager()
                                "jax-jit": {"micrograd": 32.0, "micrograd-nogc": 8.0}}}
 
 
-def test_time_rounds_collects_before_each_round_and_skips_the_warm_up(monkeypatch):
+def test_a_round_prepares_collects_and_tidies_untimed_then_checks_and_drops_what_it_made(
+        monkeypatch):
     events = []
     monkeypatch.setattr(benchmarks.gc, "collect", lambda: events.append("gc"))
 
@@ -292,18 +294,30 @@ def test_time_rounds_collects_before_each_round_and_skips_the_warm_up(monkeypatc
         def tidy(self):
             events.append("tidy")
 
-    times, outs = benchmarks.time_rounds(
-        Fake(), lambda state: events.append("run") or state,
-        prepare=lambda: events.append("prepare") or len(events), rounds=2,
-        number=3, warmup=1, keep=True)
-    assert len(times) == 2 and all(t >= 0 for t in times)
-    assert outs == [1, 7, 13]          # what prepare handed each round
-    assert events == ["prepare", "gc", "tidy", "run", "run", "run"] * 3
+    class State:
+        pass
+    made = []
+
+    def prepare():
+        events.append("prepare")
+        made.append(weakref.ref(state := State()))
+        return state
+
+    def seen(out):
+        # the round's state is gone before its result is checked
+        events.append(("seen", out, made[-1]() is None))
+
+    rounds = benchmarks.Rounds(Fake(), lambda st: events.append("run") or len(events),
+                               prepare, number=3, seen=seen)
+    times = [rounds.next_round() for _ in range(2)]
+    assert all(t >= 0 for t in times)
+    assert events == ["prepare", "gc", "tidy", "run", "run", "run", ("seen", 6, True),
+                      "prepare", "gc", "tidy", "run", "run", "run", ("seen", 13, True)]
 
 
 @pytest.mark.parametrize("gc_off", [False, True])
-def test_time_rounds_turns_the_collector_off_for_the_timed_calls_only(gc_off):
-    seen = {"prepare": set(), "run": set()}
+def test_a_round_turns_the_collector_off_for_the_timed_calls_only(gc_off):
+    seen = {"prepare": set(), "run": set(), "seen": set()}
 
     class Fake:
         def tidy(self):
@@ -311,11 +325,52 @@ def test_time_rounds_turns_the_collector_off_for_the_timed_calls_only(gc_off):
     impl = Fake()
     impl.gc_off = gc_off
     assert gc.isenabled()
-    benchmarks.time_rounds(impl, lambda _: seen["run"].add(gc.isenabled()),
-                           prepare=lambda: seen["prepare"].add(gc.isenabled()),
-                           rounds=2, number=2)
-    assert seen == {"prepare": {False}, "run": {not gc_off}}
+    rounds = benchmarks.Rounds(impl, lambda _: seen["run"].add(gc.isenabled()),
+                               prepare=lambda: seen["prepare"].add(gc.isenabled()),
+                               number=2, seen=lambda _: seen["seen"].add(gc.isenabled()))
+    rounds.next_round()
+    rounds.next_round()
+    assert seen == {"prepare": {False}, "run": {not gc_off}, "seen": {True}}
     assert gc.isenabled()
+
+
+def test_implementations_take_turns_round_by_round_each_round_starting_further_along():
+    log = []
+
+    class Logged:
+        def __init__(self, label):
+            self.label = label
+
+        def next_round(self):
+            log.append(self.label)
+            return len(log)
+
+    times = benchmarks.take_turns({k: Logged(k) for k in "abc"}, rounds=3, warmup=1)
+    assert log == list("abc" "bca" "cab" "abc")
+    # the warm-up round is not counted
+    assert times == {"a": [6, 8, 10], "b": [4, 9, 11], "c": [5, 7, 12]}
+
+
+@pytest.mark.skipif(not HAVE["micrograd"], reason="needs micrograd: pip install micrograd==0.1.0")
+def test_the_run_has_each_workloads_implementations_take_turns(monkeypatch):
+    """run() hands take_turns every implementation of a workload at once
+    (the test above shows what take_turns does with them)."""
+    turns = []
+    real = benchmarks.take_turns
+
+    def logged(rounds_by_label, rounds, **kwargs):
+        turns.append(sorted(rounds_by_label))
+        return real(rounds_by_label, rounds, **kwargs)
+    monkeypatch.setattr(benchmarks, "take_turns", logged)
+    monkeypatch.setattr(benchmarks, "QUICK_CHAIN_SIZES", (300,))
+    monkeypatch.setitem(benchmarks.ROUNDS, "quick",
+                        {k: (1, 1) for k in [*benchmarks.ROUNDS["quick"], "chain 300"]})
+    impls = {n: bench_workloads.LOADERS[n]() for n in ("rgrad", "micrograd-nogc")}
+    data = benchmarks.run(quick=True, impls=impls, missing={}, peers={})
+    assert data["agree"], data["disagreements"]
+    # chain build, chain backward, seed, the three eager demos (no replayed peers)
+    assert turns == [["micrograd-nogc", "rgrad"]] * 6
+    assert len(data["results"]) == 12
 
 
 def test_only_micrograd_nogc_runs_without_the_collector():
