@@ -83,6 +83,7 @@ class Rounds:
         was_on = gc.isenabled()
         if getattr(self.impl, "gc_off", False):
             gc.disable()
+        out = None
         try:
             start = time.perf_counter()
             for _ in range(self.number):
@@ -214,14 +215,18 @@ def _demo_eager(impl, X, y, check, name):
 
 
 class _Peer:
-    """A replayed-step peer in the shape Rounds wants."""
+    """A replayed-step peer in the shape Rounds wants: its tidy(), run
+    untimed just before each round, is the peer's ready() where it has one
+    (rgrad's peers: the tape another peer's round replaced is made again)."""
 
-    def __init__(self, name):
+    def __init__(self, name, ready=None):
         self.name = name
         self.gc_off = False
+        self.ready = ready
 
     def tidy(self):
-        pass
+        if self.ready is not None:
+            self.ready()
 
 
 def _replayed(name, factory, X, y, number, check):
@@ -232,7 +237,8 @@ def _replayed(name, factory, X, y, number, check):
 
     def seen(_):
         check.finite(f"{name} loss after the timed steps", peer.loss())
-    return Rounds(_Peer(name), lambda _: peer.step(), number=number, seen=seen)
+    return Rounds(_Peer(name, getattr(peer, "ready", None)), lambda _: peer.step(),
+                  number=number, seen=seen)
 
 
 # ---- the run ----------------------------------------------------------------------

@@ -315,6 +315,28 @@ def test_a_round_prepares_collects_and_tidies_untimed_then_checks_and_drops_what
                       "prepare", "gc", "tidy", "run", "run", "run", ("seen", 13, True)]
 
 
+def test_a_rounds_result_is_gone_once_it_has_been_checked():
+    class Fake:
+        gc_off = False
+
+        def tidy(self):
+            pass
+
+    class Out:
+        pass
+    outs = []
+
+    def run(_):
+        outs.append(weakref.ref(out := Out()))
+        return out
+    checked = []
+    rounds = benchmarks.Rounds(Fake(), run, number=2, seen=lambda out: checked.append(
+        isinstance(out, Out)))
+    rounds.next_round()
+    assert checked == [True]
+    assert [ref() for ref in outs] == [None, None]
+
+
 @pytest.mark.parametrize("gc_off", [False, True])
 def test_a_round_turns_the_collector_off_for_the_timed_calls_only(gc_off):
     seen = {"prepare": set(), "run": set(), "seen": set()}
@@ -371,6 +393,36 @@ def test_the_run_has_each_workloads_implementations_take_turns(monkeypatch):
     # chain build, chain backward, seed, the three eager demos (no replayed peers)
     assert turns == [["micrograd-nogc", "rgrad"]] * 6
     assert len(data["results"]) == 12
+
+
+def test_rgrads_peers_make_their_tape_again_untimed_just_before_each_round():
+    """The arena keeps one root's tape; rgrad-replay's and rgrad-batch's
+    rounds take turns and each replaces the other's, so each must make its
+    own again, untimed (ready), just before its round's timed steps."""
+    from rgrad.bench_peers import FACTORIES
+    log = []
+
+    def logged(name):
+        class Logged(FACTORIES[name]):
+            def step(self):
+                log.append(("step", name))
+                super().step()
+
+            def ready(self):
+                log.append(("ready", name))
+                super().ready()
+        return Logged
+
+    names = ("rgrad-replay", "rgrad-batch")
+    data = benchmarks.run(quick=True, impls={}, missing={},
+                          peers={n: ("0.1.0", logged(n)) for n in names})
+    assert data["agree"], data["disagreements"]
+    first = {n: log.index(("step", n)) for n in names}      # step 0, checked untimed
+    for k, (what, name) in enumerate(log):
+        if what == "step" and k != first[name] and log[k - 1] != ("step", name):
+            assert log[k - 1] == ("ready", name), log[max(0, k - 3):k + 1]
+    rounds, number = benchmarks.ROUNDS["quick"]["demo step replayed"]
+    assert log.count(("step", "rgrad-replay")) == 1 + (benchmarks.WARMUP + rounds) * number
 
 
 def test_only_micrograd_nogc_runs_without_the_collector():
