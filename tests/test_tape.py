@@ -162,6 +162,24 @@ def test_a_neuron_and_what_follows_it_is_one_instruction():
     assert all(g[1][1] != bits(0.0)[1] for g in fused[2:6])   # the grads reach the leaves
 
 
+@pytest.mark.parametrize("scale", [0.5, 2], ids=["float-grad", "int-grad"])
+def test_a_dot_of_ints_under_a_float_grad_gives_its_factors_float_grads(scale):
+    """A dot whose sum gets a float grad (times 0.5) passes floats down, and
+    every factor's grad is a float in micrograd, whole numbers included
+    (0.5 * 2 is 1.0, not 1): the program's float path must clear their int
+    bits. Times 2, every grad stays an int."""
+    w = [Value(v) for v in (2, 4, 6)]
+    x = [Value(v) for v in (2, -2, 4)]
+    b = Value(1)
+    root = (b + w[0] * x[0] + w[1] * x[1] + w[2] * x[2]) * scale
+    leaves = w + x + [b]
+    plain, fused = both_ways(root, [root] + leaves, leaves)
+    assert fused == plain
+    assert lib.rg_replay_program() == 1          # the dot, root its tail
+    kind = "float" if isinstance(scale, float) else "int"
+    assert [g[1][0] for g in fused[1:]] == [kind] * 7
+
+
 # ---- random graphs of neurons ------------------------------------------------
 
 LEAF = st.one_of(
