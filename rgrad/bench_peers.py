@@ -62,12 +62,6 @@ class _RgradReplay:
         self.total.backward()
         self.opt.step()
 
-    def ready(self):
-        """Untimed, before a round of steps: the arena keeps the tape of one
-        root at a time, and another peer's replay (rgrad-batch's L2 term)
-        between two rounds replaces it; forward() makes it again."""
-        self.total.forward()
-
     def loss(self):
         return self.total.data
 
@@ -105,11 +99,6 @@ class _RgradBatch:
         self.opt.step()
         first = out[:, 0].sum() if hasattr(out, "shape") else sum(r[0] for r in out)
         self.total = (float(first) * (1.0 / self.n), self.reg.data)
-
-    def ready(self):
-        """Untimed, before a round of steps: the L2 term's tape, which
-        another peer's replay (rgrad-replay) between two rounds replaces."""
-        self.reg.forward()
 
     def loss(self):
         return self.total[0] + self.total[1]

@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 import weakref
 
 import pytest
@@ -395,34 +396,39 @@ def test_the_run_has_each_workloads_implementations_take_turns(monkeypatch):
     assert len(data["results"]) == 12
 
 
-def test_rgrads_peers_make_their_tape_again_untimed_just_before_each_round():
-    """The arena keeps one root's tape; rgrad-replay's and rgrad-batch's
-    rounds take turns and each replaces the other's, so each must make its
-    own again, untimed (ready), just before its round's timed steps."""
+def test_each_replayed_round_starts_with_an_untimed_step_of_its_own_peer(monkeypatch):
+    """The peers take turns, and a round right after another peer's starts
+    cold (caches; for rgrad's two peers, the arena keeps one root's tape and
+    the other's round replaced it): one untimed step of its own peer comes
+    right before every round's timed steps."""
     from rgrad.bench_peers import FACTORIES
     log = []
 
     def logged(name):
         class Logged(FACTORIES[name]):
             def step(self):
-                log.append(("step", name))
+                log.append(name)
                 super().step()
-
-            def ready(self):
-                log.append(("ready", name))
-                super().ready()
         return Logged
 
+    class Clock:
+        @staticmethod
+        def perf_counter():
+            log.append("clock")
+            return time.perf_counter()
+    monkeypatch.setattr(benchmarks, "time", Clock)
     names = ("rgrad-replay", "rgrad-batch")
     data = benchmarks.run(quick=True, impls={}, missing={},
                           peers={n: ("0.1.0", logged(n)) for n in names})
     assert data["agree"], data["disagreements"]
-    first = {n: log.index(("step", n)) for n in names}      # step 0, checked untimed
-    for k, (what, name) in enumerate(log):
-        if what == "step" and k != first[name] and log[k - 1] != ("step", name):
-            assert log[k - 1] == ("ready", name), log[max(0, k - 3):k + 1]
     rounds, number = benchmarks.ROUNDS["quick"]["demo step replayed"]
-    assert log.count(("step", "rgrad-replay")) == 1 + (benchmarks.WARMUP + rounds) * number
+    timed = [log[k + 1:k + 1 + number] for k, e in enumerate(log) if e == "clock"][::2]
+    before = [log[k - 1] for k, e in enumerate(log) if e == "clock"][::2]
+    assert len(timed) == 2 * (benchmarks.WARMUP + rounds)
+    assert before == [steps[0] for steps in timed]           # its own peer's step
+    assert all(steps == [steps[0]] * number for steps in timed)
+    for n in names:     # step 0 (checked), then a warm step and `number` a round
+        assert log.count(n) == 1 + (benchmarks.WARMUP + rounds) * (1 + number)
 
 
 def test_only_micrograd_nogc_runs_without_the_collector():
