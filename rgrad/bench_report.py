@@ -112,8 +112,8 @@ def report(data):
         "timed rounds only",
         "demo step: step 0 of a freshly seeded model; demo second step: step 1, "
         "after an untimed step 0, as each later step of the demo's loop; demo "
-        "loop: 10 steps of the loop as micrograd's notebook writes it (each "
-        "step's graph held until the next step's loss is made), per step",
+        f"loop: {LOOP_STEPS} steps of the loop as micrograd's notebook writes it "
+        "(each step's graph held until the next step's loss is made), per step",
         "demo step replayed: the step prepared once and rerun (rgrad's graph "
         "replayed, rgrad.Batch running one sample's graph over the 100 rows, "
         "torch batched tensors, jax.jit, CasADi's SX virtual machine); "

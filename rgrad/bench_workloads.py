@@ -272,8 +272,7 @@ def demo_loop(impl, model, X, y, steps=LOOP_STEPS):
     total_loss is. Returns the last step's (loss, accuracy) before its update."""
     total = None
     for k in range(steps):
-        scores, new_total = demo_loss(impl, model, X, y)
-        total = new_total           # the last step's graph goes only now
+        scores, total = demo_loss(impl, model, X, y)   # the last step's graph goes only now
         acc = accuracy(impl, y, scores)
         impl.zero_grad(model)
         total.backward()
